@@ -19,7 +19,6 @@ enum gthulhu_consts {
 	PRIO_NONE = 0xffffffff,
 	/* Highest priority level: picked first and may preempt. */
 	PRIO_TOP = 0,
-	TASK_COMM_LEN = 16,
 	MAX_RULES = 65536,
 };
 

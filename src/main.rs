@@ -1,0 +1,7 @@
+//! gthulhu: a sched_ext scheduler that gives chosen workloads the CPU first.
+
+mod bpf_skel {
+    include!(concat!(env!("OUT_DIR"), "/gthulhu.skel.rs"));
+}
+
+fn main() {}
