@@ -16,8 +16,12 @@ fn main() {
     SkeletonBuilder::new()
         .source(SRC)
         .clang(&clang)
-        .clang_args(["-Ibpf", "-Wall", "-Wno-compare-distinct-pointer-types",
-            "-Wno-missing-declarations",])
+        .clang_args([
+            "-Ibpf",
+            "-Wall",
+            "-Wno-compare-distinct-pointer-types",
+            "-Wno-missing-declarations",
+        ])
         .build_and_generate(&out)
         .unwrap_or_else(|e| panic!("building {SRC} with {clang} failed: {e:#}"));
 

@@ -441,10 +441,18 @@ static int heartbeat_fn(void *map, int *key, struct bpf_timer *timer)
 	return 0;
 }
 
+static long create_cpu_dsq(u32 cpu, void *ctx)
+{
+	s32 *err = ctx;
+
+	*err = scx_bpf_create_dsq(cpu, -1);
+	return *err ? 1 : 0;
+}
+
 s32 BPF_STRUCT_OPS_SLEEPABLE(gthulhu_init)
 {
 	struct bpf_timer *timer;
-	u32 key = 0, cpu, nr_cpus = scx_bpf_nr_cpu_ids();
+	u32 key = 0, nr_cpus = scx_bpf_nr_cpu_ids();
 	s32 err;
 
 	if (nr_cpus > MAX_CPUS) {
@@ -452,11 +460,10 @@ s32 BPF_STRUCT_OPS_SLEEPABLE(gthulhu_init)
 			      nr_cpus, MAX_CPUS);
 		return -E2BIG;
 	}
-	for (cpu = 0; cpu < nr_cpus && cpu < MAX_CPUS; cpu++) {
-		err = scx_bpf_create_dsq(cpu, -1);
-		if (err)
-			return err;
-	}
+	err = 0;
+	bpf_loop(nr_cpus, create_cpu_dsq, &err, 0);
+	if (err)
+		return err;
 	err = scx_bpf_create_dsq(SHARED_DSQ, -1);
 	if (err)
 		return err;
