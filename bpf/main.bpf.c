@@ -65,6 +65,10 @@ u64 nr_bounce_dispatches;	/* decisions whose CPU the task may not use */
 u64 nr_failed_dispatches;	/* malformed decisions */
 u64 nr_sched_congested;		/* tasks that found "queued" full */
 u64 usersched_last_run_at;	/* ns timestamp the scheduler last ran */
+/* Proof that strategies take effect: runs of tasks a rule selects, and how
+ * many of those started with exactly the rule's time slice. */
+u64 nr_rule_runs;
+u64 nr_rule_slice_runs;
 
 /* Idle CPUs, one bit each, read by user space to place tasks. */
 u64 idle_mask[IDLE_MASK_WORDS];
@@ -85,6 +89,8 @@ struct task_ctx {
 	u64 vtime;		/* weighted CPU time consumed */
 	u64 exec_runtime;	/* CPU time since the task last woke up */
 	u64 start_ts;		/* when the task started its current run */
+	u64 rule_slice_ns;	/* slice of the rule it was enqueued under, 0: none */
+	bool has_rule;		/* a strategy selected it at its last enqueue */
 };
 
 struct {
@@ -142,6 +148,12 @@ static const struct task_rule *lookup_rule(const struct task_struct *p)
 	return bpf_map_lookup_elem(&task_rules, &tgid);
 }
 
+static void remember_rule(struct task_ctx *tctx, const struct task_rule *rule)
+{
+	tctx->has_rule = rule != NULL;
+	tctx->rule_slice_ns = rule ? rule->slice_ns : 0;
+}
+
 static bool is_usersched(const struct task_struct *p)
 {
 	return p->pid == usersched_pid;
@@ -193,6 +205,7 @@ static void dispatch_in_kernel(struct task_struct *p, u64 enq_flags)
 	u64 slice = slice_ns, vtime = vtime_now;
 
 	if (tctx) {
+		remember_rule(tctx, rule);
 		vtime = tctx->vtime;
 		if (time_before(vtime, vtime_now - slice_ns))
 			vtime = vtime_now - slice_ns;
@@ -207,7 +220,8 @@ static void dispatch_in_kernel(struct task_struct *p, u64 enq_flags)
 			__sync_fetch_and_add(&nr_kernel_dispatches, 1);
 			return;
 		}
-		vtime -= slice_ns >> rule->priority;
+		if (rule->priority < PRIO_LEVELS)
+			vtime -= slice_ns >> rule->priority;
 	}
 	dsq_insert_vtime(p, SHARED_DSQ, slice, vtime, enq_flags);
 	__sync_fetch_and_add(&nr_kernel_dispatches, 1);
@@ -287,6 +301,7 @@ void BPF_STRUCT_OPS(gthulhu_enqueue, struct task_struct *p, u64 enq_flags)
 	task->vtime = tctx->vtime;
 	task->exec_runtime = tctx->exec_runtime;
 	rule = lookup_rule(p);
+	remember_rule(tctx, rule);
 	task->priority = rule ? rule->priority : PRIO_NONE;
 	task->slice_ns = rule ? rule->slice_ns : 0;
 	task->pad = 0;
@@ -396,6 +411,11 @@ void BPF_STRUCT_OPS(gthulhu_running, struct task_struct *p)
 	if (!tctx)
 		return;
 	tctx->start_ts = now;
+	if (tctx->has_rule) {
+		__sync_fetch_and_add(&nr_rule_runs, 1);
+		if (tctx->rule_slice_ns && p->scx.slice == tctx->rule_slice_ns)
+			__sync_fetch_and_add(&nr_rule_slice_runs, 1);
+	}
 	if (time_before(vtime_now, tctx->vtime))
 		vtime_now = tctx->vtime;
 }

@@ -224,6 +224,8 @@ impl<'obj> Bpf<'obj> {
             nr_bounce_dispatches: b.nr_bounce_dispatches,
             nr_failed_dispatches: b.nr_failed_dispatches,
             nr_sched_congested: b.nr_sched_congested,
+            nr_rule_runs: b.nr_rule_runs,
+            nr_rule_slice_runs: b.nr_rule_slice_runs,
         }
     }
 

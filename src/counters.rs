@@ -16,11 +16,15 @@ pub struct Counters {
     pub nr_bounce_dispatches: u64,
     pub nr_failed_dispatches: u64,
     pub nr_sched_congested: u64,
+    /// Runs of tasks a strategy selects, and those that started with the
+    /// strategy's own time slice (gthulhu's additions).
+    pub nr_rule_runs: u64,
+    pub nr_rule_slice_runs: u64,
 }
 
 impl Counters {
     /// Every field with its name, in the order Gthulhu reports them.
-    pub fn fields(&self) -> [(&'static str, u64); 11] {
+    pub fn fields(&self) -> [(&'static str, u64); 13] {
         [
             ("usersched_last_run_at", self.usersched_last_run_at),
             ("nr_queued", self.nr_queued),
@@ -33,6 +37,8 @@ impl Counters {
             ("nr_bounce_dispatches", self.nr_bounce_dispatches),
             ("nr_failed_dispatches", self.nr_failed_dispatches),
             ("nr_sched_congested", self.nr_sched_congested),
+            ("nr_rule_runs", self.nr_rule_runs),
+            ("nr_rule_slice_runs", self.nr_rule_slice_runs),
         ]
     }
 }
@@ -65,7 +71,8 @@ mod tests {
         let line = c.to_string();
         assert!(line.starts_with("{\"usersched_last_run_at\":0,\"nr_queued\":7,"));
         assert!(line.contains("\"nr_user_dispatches\":5"));
-        assert!(line.ends_with("\"nr_sched_congested\":0}"));
-        assert_eq!(line.matches(':').count(), 11);
+        assert!(line.contains("\"nr_sched_congested\":0,"));
+        assert!(line.ends_with("\"nr_rule_slice_runs\":0}"));
+        assert_eq!(line.matches(':').count(), 13);
     }
 }
