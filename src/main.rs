@@ -4,4 +4,6 @@ mod bpf_skel {
     include!(concat!(env!("OUT_DIR"), "/gthulhu.skel.rs"));
 }
 
+mod policy;
+
 fn main() {}
