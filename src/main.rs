@@ -5,5 +5,6 @@ mod bpf_skel {
 }
 
 mod policy;
+mod topology;
 
 fn main() {}
