@@ -21,19 +21,21 @@
 //! boosted CPU hog keeps pushing its own deadline back and eventually passes
 //! the deadline of whatever waits behind it.
 //!
-//! Bound: while a non-boosted task `N` waits in a dispatch queue, a boosted
-//! hog `H` sharing its CPU is charged at most
-//! `boost + EXEC_CAP (10 S) + sleeper credit (S)` of weighted runtime before
-//! `N`'s deadline comes first, plus at most one of `H`'s slices at either
-//! end (the one running when `N` was queued and the one granted just before
-//! the crossing). For level 0 that is `27 S` of weighted runtime plus two of
-//! `H`'s slices, i.e. 29 default slices of CPU for a nice-0 hog without a
-//! custom slice (145 ms with the 5 ms default); level 1 gets `15 S + 2`.
-//! Why: when `N` is decided, its deadline is at most
-//! `vtime_now + EXEC_CAP`; every later decision for `H` starts from at
-//! least `vtime_now - S` (the sleeper-credit floor, and vtime_now only
-//! grows) and adds what BPF charged since; `H` goes first only while its
-//! deadline, `vtime - boost`, is still earlier.
+//! Bound: let `N` be a task without a strategy waiting in a dispatch queue
+//! and `H` a boosted CPU hog competing for the same queue, with boost `B`.
+//! Until `N` runs, `H` is charged at most `B + EXEC_CAP + CREDIT`
+//! (= `B + 11 S`) of weighted runtime in slices decided after `N`, plus the
+//! one slice it was granted before `N` was decided, plus the slice granted
+//! just before its deadline passes `N`'s. For level 0 with default slices
+//! that is `27 S + 2 S = 29 S` of weighted runtime: 29 slices of CPU for a
+//! nice-0 hog (145 ms with BPF's 5 ms default), `weight / 100` times that
+//! for a heavier one (weight is meant to buy CPU). Level 1: `15 S` plus two
+//! slices; level 3: `12 S` plus two slices.
+//! Why: when `N` is decided its deadline is at most `vtime_now + EXEC_CAP`
+//! (its vtime is at most the clock, and it gets no boost); every later
+//! decision for `H` starts from at least `vtime_now - CREDIT` (the sleeper
+//! credit floor; the clock only grows) plus what BPF charged since; and `H`
+//! is picked first only while its deadline, at least `vtime - B`, is earlier.
 //! `boosted_hog_cannot_starve_others` simulates this.
 
 use std::cmp::Ordering;
@@ -49,7 +51,7 @@ const MAX_SLICE_NS: u64 = 10_000_000_000;
 /// `exec_runtime` (CPU time since the task last woke up) counts towards the
 /// deadline only up to this many default slices: enough to separate tasks
 /// that sleep often from CPU hogs, small enough that a hog's deadline is
-/// never more than 10 S behind its vtime (this bounds `BOOST_TOP` below).
+/// never more than 10 S past its vtime (this bounds `BOOST_TOP` below).
 const EXEC_CAP_SLICES: u64 = 10;
 
 /// Sleeper credit, in default slices of vtime: how far behind the clock a
@@ -57,8 +59,8 @@ const EXEC_CAP_SLICES: u64 = 10;
 const CREDIT_SLICES: u64 = 1;
 
 /// Level 1 boost, in default slices; level n >= 1 gets `BOOST_BASE >> (n-1)`
-/// (4 S, 2 S, S, S/2, ...), gentle enough that a level-1 task still waits for
-/// tasks that have run 4 slices less than it.
+/// (4 S, 2 S, S, S/2, ...): a level-1 task still waits for tasks whose
+/// deadlines are more than 4 S earlier than its own.
 const BOOST_BASE_SLICES: u64 = 4;
 
 /// Level 0 boost, in default slices. Every non-level-0 deadline decided at
@@ -302,21 +304,23 @@ impl RunQueue {
     }
 }
 
+// Public only so that benches/policy.rs, which includes this file and is
+// built with cfg(test) but without the test harness, sees the helpers used.
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
 
-    const S: u64 = 5_000_000;
-    const MIN: u64 = 500_000;
+    pub const S: u64 = 5_000_000;
+    pub const MIN: u64 = 500_000;
 
-    fn policy() -> Policy {
+    pub fn policy() -> Policy {
         Policy::new(PolicyParams {
             slice_ns: S,
             slice_min_ns: MIN,
         })
     }
 
-    fn task(pid: i32, weight: u32, vtime: u64, exec_runtime: u64) -> Runnable {
+    pub fn task(pid: i32, weight: u32, vtime: u64, exec_runtime: u64) -> Runnable {
         Runnable {
             pid,
             cpu: 0,
@@ -331,7 +335,7 @@ mod tests {
         }
     }
 
-    fn boosted(mut t: Runnable, level: u32, wakeup: bool) -> Runnable {
+    pub fn boosted(mut t: Runnable, level: u32, wakeup: bool) -> Runnable {
         t.priority = Some(level);
         t.wakeup = wakeup;
         t
@@ -390,7 +394,7 @@ mod tests {
 
     /// Every mix of weight, lag, exec_runtime and lower level that can be
     /// decided around a level-0 task.
-    fn crowd(now: u64) -> impl Iterator<Item = Runnable> {
+    pub fn crowd(now: u64) -> impl Iterator<Item = Runnable> {
         let mut pid = 100;
         let mut all = Vec::new();
         for weight in [1, 50, 100, 1000, 10000] {
@@ -680,7 +684,11 @@ mod tests {
         assert_eq!(q.heap.capacity(), reserved);
 
         let (t, d) = q.pop().unwrap();
-        assert_eq!((t.cpu, t.nr_cpus_allowed), (0, 4), "entries come back intact");
+        assert_eq!(
+            (t.cpu, t.nr_cpus_allowed),
+            (0, 4),
+            "entries come back intact"
+        );
         assert_eq!(q.len(), 7);
         assert!(q.push(t, d).is_ok());
         assert!(q.push(t, d).is_err());

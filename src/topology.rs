@@ -242,19 +242,21 @@ impl IdleCpus {
     }
 }
 
+// Public only so that benches/policy.rs, which includes this file and is
+// built with cfg(test) but without the test harness, sees the helpers used.
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
     use std::path::PathBuf;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A fake sysfs tree in a unique temp dir, removed on drop.
-    struct FakeSys {
+    pub struct FakeSys {
         root: PathBuf,
     }
 
     impl FakeSys {
-        fn new(online: &str) -> Self {
+        pub fn new(online: &str) -> Self {
             static NEXT: AtomicUsize = AtomicUsize::new(0);
             let n = NEXT.fetch_add(1, Ordering::Relaxed);
             let root =
@@ -266,20 +268,20 @@ mod tests {
             sys
         }
 
-        fn write(&self, rel: &str, text: &str) {
+        pub fn write(&self, rel: &str, text: &str) {
             let path = self.root.join("devices/system/cpu").join(rel);
             fs::create_dir_all(path.parent().unwrap()).unwrap();
             fs::write(path, format!("{text}\n")).unwrap();
         }
 
-        fn cache(&self, cpu: usize, index: usize, level: u32, kind: &str, shared: &str) {
+        pub fn cache(&self, cpu: usize, index: usize, level: u32, kind: &str, shared: &str) {
             let dir = format!("cpu{cpu}/cache/index{index}");
             self.write(&format!("{dir}/level"), &level.to_string());
             self.write(&format!("{dir}/type"), kind);
             self.write(&format!("{dir}/shared_cpu_list"), shared);
         }
 
-        fn topology(&self) -> Result<Topology, String> {
+        pub fn topology(&self) -> Result<Topology, String> {
             Topology::from_sysfs(&self.root)
         }
     }
@@ -292,7 +294,7 @@ mod tests {
 
     /// 16 CPUs, L2 shared by pairs (0-1, 2-3, ...), two L3s (0-7, 8-15),
     /// plus L1 caches and an instruction cache that must be ignored.
-    fn two_l3_machine() -> FakeSys {
+    pub fn two_l3_machine() -> FakeSys {
         let sys = FakeSys::new("0-15");
         for cpu in 0..16 {
             let pair = format!("{}-{}", cpu & !1, cpu | 1);
@@ -306,7 +308,7 @@ mod tests {
         sys
     }
 
-    fn idle(cpus: &[u32]) -> IdleCpus {
+    pub fn idle(cpus: &[u32]) -> IdleCpus {
         let mut words = [0; WORDS];
         for &cpu in cpus {
             mask_set(&mut words, cpu as usize);
@@ -314,7 +316,7 @@ mod tests {
         IdleCpus::from_words(words)
     }
 
-    fn cpus(mask: &Mask) -> Vec<usize> {
+    pub fn cpus(mask: &Mask) -> Vec<usize> {
         (0..MAX_CPUS).filter(|&c| mask_has(mask, c)).collect()
     }
 
