@@ -8,13 +8,15 @@ use std::ptr;
 use std::rc::Rc;
 
 use libbpf_rs::libbpf_sys;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{
     AsRawLibbpf, Link, MapCore, MapFlags, OpenObject, RingBuffer, RingBufferBuilder, UserRingBuffer,
 };
 
 use crate::counters::Counters;
 
+// Generated code: lints are for the code we write.
+#[allow(clippy::all, unused_imports)]
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/gthulhu.skel.rs"));
 }

@@ -98,7 +98,7 @@ fn run(opts: &Options) -> Result<ExitCode, String> {
                 slice_ns: settings.slice_ns,
                 slice_min_ns: settings.slice_min_ns,
                 watchdog_timeout_ms: settings.watchdog_timeout_ms,
-                nr_online_cpus: topology.nr_online() as u64,
+                nr_online_cpus: u64::from(topology.nr_online()),
             },
         )?;
         info!(

@@ -66,7 +66,7 @@ impl<'a, 'obj> Scheduler<'a, 'obj> {
             }
             self.periodic_work();
 
-            if self.schedule() > 0 {
+            if self.schedule() > 0 || !self.runq.is_empty() {
                 // Let this CPU run ops.dispatch, which applies the decisions
                 // and runs the tasks; BPF brings us back when work arrives.
                 nix::sched::sched_yield().ok();
@@ -77,7 +77,7 @@ impl<'a, 'obj> Scheduler<'a, 'obj> {
     }
 
     /// One round: turn every queued task into a decision and send it.
-    /// Returns how many decisions were sent or are still held.
+    /// Returns how many decisions were sent.
     fn schedule(&mut self) -> usize {
         let mut inbox = self.bpf.drain_queued();
         let waiting = inbox.len() + self.runq.len();
@@ -100,15 +100,19 @@ impl<'a, 'obj> Scheduler<'a, 'obj> {
             }
             sent += 1;
         }
-        let held = self.runq.len();
-        self.bpf.set_nr_scheduled(held as u64);
-        sent + held
+        self.bpf.set_nr_scheduled(self.runq.len() as u64);
+        sent
     }
 
     /// The CPU to run a task on: an idle one close to its cache, its own CPU
     /// for pinned and preempting tasks, or any CPU it may use.
     fn place(&self, task: &Runnable, decision: &Decision, idle: &mut IdleCpus) -> i32 {
-        match self.topology.pick_cpu(task.cpu, task.nr_cpus_allowed, idle) {
+        let picked = if idle.count() > 0 {
+            self.topology.pick_cpu(task.cpu, task.nr_cpus_allowed, idle)
+        } else {
+            None
+        };
+        match picked {
             Some(cpu) => cpu as i32,
             None if decision.preempt || task.nr_cpus_allowed == 1 => task.cpu,
             None => CPU_ANY,
