@@ -129,7 +129,10 @@ impl<'obj> Bpf<'obj> {
             bss.nr_online_cpus = opts.nr_online_cpus;
         }
 
-        let inbox = Rc::new(RefCell::new(Vec::with_capacity(QUEUED_CAPACITY)));
+        // Written once now so its pages are resident before the hot path.
+        let mut records = vec![queued_task::default(); QUEUED_CAPACITY];
+        records.clear();
+        let inbox = Rc::new(RefCell::new(records));
         let sink = Rc::clone(&inbox);
         let mut builder = RingBufferBuilder::new();
         builder

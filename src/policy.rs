@@ -230,6 +230,7 @@ impl Policy {
 
 /// One queued decision. The heap is a max-heap, so "greater" means "earlier
 /// deadline" (then "pushed earlier", to keep equal deadlines in FIFO order).
+#[derive(Clone)]
 struct Entry {
     seq: u64,
     task: Runnable,
@@ -267,8 +268,34 @@ pub struct RunQueue {
 
 impl RunQueue {
     pub fn with_capacity(capacity: usize) -> Self {
+        let mut heap = BinaryHeap::with_capacity(capacity);
+        // Write every slot once so the pages are resident (and locked, as
+        // the scheduler locks its memory) before the hot path uses them.
+        let filler = Entry {
+            seq: 0,
+            task: Runnable {
+                pid: 0,
+                cpu: 0,
+                nr_cpus_allowed: 0,
+                weight: 0,
+                vtime: 0,
+                exec_runtime: 0,
+                wakeup: false,
+                priority: None,
+                rule_slice_ns: 0,
+                gen: 0,
+            },
+            decision: Decision {
+                vtime: 0,
+                deadline: 0,
+                slice_ns: 0,
+                preempt: false,
+            },
+        };
+        heap.extend(std::iter::repeat_n(filler, capacity));
+        heap.clear();
         Self {
-            heap: BinaryHeap::with_capacity(capacity),
+            heap,
             capacity,
             next_seq: 0,
         }
