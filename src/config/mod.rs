@@ -445,7 +445,13 @@ fn validate_strategy(
         Some(labels) => {
             if let Some(i) = labels.iter().position(|l| l.key.is_empty()) {
                 return invalid(
-                    &[path[0], path[1], Seg::Key("selectors"), Seg::Index(i), Seg::Key("key")],
+                    &[
+                        path[0],
+                        path[1],
+                        Seg::Key("selectors"),
+                        Seg::Index(i),
+                        Seg::Key("key"),
+                    ],
                     "must not be empty",
                 );
             }
@@ -461,9 +467,8 @@ fn validate_strategy(
         namespace: raw.namespace,
         labels,
     };
-    let has_selector = !selector.pids.is_empty()
-        || selector.command.is_some()
-        || selector.needs_cgroup();
+    let has_selector =
+        !selector.pids.is_empty() || selector.command.is_some() || selector.needs_cgroup();
     if !has_selector {
         return invalid(
             path,
@@ -511,11 +516,17 @@ fn compile(path: &[Seg], pattern: Option<String>) -> Result<Option<Regex>, Inval
             format!("pattern is longer than {MAX_REGEX_LEN} bytes"),
         );
     }
-    match RegexBuilder::new(&pattern).size_limit(REGEX_SIZE_LIMIT).build() {
+    match RegexBuilder::new(&pattern)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+    {
         Ok(re) => Ok(Some(re)),
         Err(e) => invalid(
             path,
-            format!("invalid regex: {}", e.to_string().lines().last().unwrap_or("")),
+            format!(
+                "invalid regex: {}",
+                e.to_string().lines().last().unwrap_or("")
+            ),
         ),
     }
 }
