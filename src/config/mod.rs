@@ -169,7 +169,10 @@ pub(crate) fn read_file(path: &Path) -> Result<String, String> {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with scheduler, strategies, api"
+)]
 struct RawConfig {
     scheduler: Option<RawScheduler>,
     strategies: Option<Vec<RawStrategy>>,
@@ -177,7 +180,7 @@ struct RawConfig {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a mapping of scheduler settings")]
 struct RawScheduler {
     slice_ns_default: Option<u64>,
     slice_ns_min: Option<u64>,
@@ -187,7 +190,7 @@ struct RawScheduler {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a strategy mapping")]
 struct RawStrategy {
     name: String,
     priority: Option<RawPriority>,
@@ -202,7 +205,7 @@ struct RawStrategy {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a mapping with key and value")]
 struct RawLabel {
     key: String,
     value: String,

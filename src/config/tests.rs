@@ -152,6 +152,14 @@ fn syntax_and_type_errors_have_locations() {
         "cfg.yaml:2:5: strategies[0]: missing field `name`"
     );
     assert_eq!(
+        error("- 1\n"),
+        "cfg.yaml:1:1: invalid type: sequence, expected a mapping with scheduler, strategies, api"
+    );
+    assert_eq!(
+        error("strategies: [3]\n"),
+        "cfg.yaml:1:14: strategies[0]: invalid type: integer `3`, expected a strategy mapping"
+    );
+    assert_eq!(
         error("strategies: 3\n"),
         "cfg.yaml:1:13: strategies: invalid type: integer `3`, expected a sequence"
     );
@@ -269,6 +277,15 @@ fn regexes_must_compile_within_limits() {
         "{e}"
     );
     assert!(e.contains("size limit"), "{e}");
+    let word = parse(&strategy(
+        "    priority: 0\n    command_regex: '^[\\w.-]+\\d*$'\n",
+    ));
+    assert!(word.unwrap().strategies.list[0]
+        .selector
+        .command
+        .as_ref()
+        .unwrap()
+        .is_match("kworker-12"));
     let long = "a".repeat(MAX_REGEX_LEN + 1);
     assert_eq!(
         error(&strategy(&format!(

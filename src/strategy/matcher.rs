@@ -561,4 +561,40 @@ mod tests {
         let high = t.rules.iter().filter(|(_, r)| r.priority == 1).count();
         assert_eq!(high, MAX_RULES / 2 + 1);
     }
+
+    #[test]
+    fn real_proc_selects_this_process_and_a_named_thread() {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let (ready_tx, ready) = std::sync::mpsc::channel();
+        let probe = std::thread::Builder::new()
+            .name("gthulhu-probe".into())
+            .spawn(move || {
+                ready_tx.send(()).unwrap();
+                let _ = stopped.recv();
+            })
+            .unwrap();
+        ready.recv().unwrap();
+        let me = std::process::id();
+        let s = strategies(&format!(
+            "strategies:
+  - {{name: me, pid: {me}, cgroup: /, priority: 1}}
+  - {{name: probe, command_regex: ^gthulhu-probe$, priority: 0}}
+"
+        ));
+        let matches = scan(&ProcFs::new("/proc"), &s, &PodIndex::default());
+        stop.send(()).unwrap();
+        probe.join().unwrap();
+
+        let mine: Vec<&ProcessMatch> = matches.iter().filter(|m| m.tgid == me as i32).collect();
+        assert_eq!(mine.len(), 2, "{matches:?}");
+        assert!(matches!(mine[0].scope, Scope::Process { threads } if threads >= 2));
+        let Scope::Threads(threads) = &mine[1].scope else {
+            panic!("{:?}", mine[1]);
+        };
+        assert_eq!(threads.len(), 1);
+        assert_eq!(threads[0].comm, "gthulhu-probe");
+        let t = rule_table(&s, &matches);
+        assert!(t.rules.contains(&(me as i32, rule(1, 0))));
+        assert!(t.rules.contains(&(threads[0].tid, rule(0, 0))));
+    }
 }
