@@ -128,7 +128,7 @@ pub fn scan(proc: &ProcFs, strategies: &Strategies, pods: &PodIndex) -> Vec<Proc
             return matches;
         }
     };
-    let with_cgroup = strategies.need_cgroup();
+    let with_cgroup = strategies.needs_cgroup();
     for tgid in tgids {
         if let Some(process) = proc.process(tgid, with_cgroup) {
             match_process(proc, strategies, pods, &process, &mut matches);

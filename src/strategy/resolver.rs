@@ -8,9 +8,10 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::matcher::{rule_table, scan, RuleTable};
-use super::model::{PodIndex, Rule, Strategies};
+use super::matcher::{rule_table, scan};
+use super::model::{PodIndex, Strategies};
 use super::procfs::ProcFs;
+use super::{Rule, RuleTable};
 
 /// Messages the resolver thread accepts.
 #[derive(Debug)]
