@@ -4,7 +4,7 @@
 
 use std::io;
 use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -29,21 +29,24 @@ pub enum ResolverInput {
 /// Called after each `RuleTable` is sent, so the loop wakes to read it.
 pub type Wake = Box<dyn Fn() + Send>;
 
-/// Starts the resolver thread scanning `proc_root` (`/proc` in production).
+/// Starts the resolver thread scanning `proc_root` (`/proc` in production)
+/// with `strategies`, taking further input from `inputs`.
 ///
-/// It scans at once, then every `scan_interval` and after every input, and
-/// sends a `RuleTable` on `rules` after its first scan and whenever the
-/// rules differ from the last ones sent, then calls `wake`. The loop should
-/// drain `rules` and keep the last table. The thread ends when every input
-/// sender is dropped or the `rules` receiver is.
+/// The caller makes the input channel (`mpsc::channel()`), so the config
+/// watcher can be given its sender before the initial strategies are
+/// known. The thread scans at once, then every `scan_interval` and after
+/// every input; it sends a `RuleTable` on `rules` after its first scan and
+/// whenever the rules differ from the last ones sent, then calls `wake`.
+/// The loop should drain `rules` and keep the last table. The thread ends
+/// when every input sender is dropped or the `rules` receiver is.
 pub fn spawn(
     proc_root: PathBuf,
     strategies: Strategies,
     scan_interval: Duration,
+    inputs: Receiver<ResolverInput>,
     rules: Sender<RuleTable>,
     wake: Wake,
-) -> io::Result<(Sender<ResolverInput>, JoinHandle<()>)> {
-    let (input, inputs) = mpsc::channel();
+) -> io::Result<JoinHandle<()>> {
     let resolver = Resolver {
         proc: ProcFs::new(proc_root),
         strategies,
@@ -53,10 +56,9 @@ pub fn spawn(
         rules,
         wake,
     };
-    let thread = thread::Builder::new()
+    thread::Builder::new()
         .name("gthulhu-resolver".into())
-        .spawn(move || resolver.run())?;
-    Ok((input, thread))
+        .spawn(move || resolver.run())
 }
 
 struct Resolver {
@@ -143,6 +145,8 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
+    use std::sync::mpsc;
+
     use super::*;
     use crate::config::Config;
     use crate::strategy::model::PodInfo;
@@ -164,12 +168,14 @@ mod tests {
 
     fn start(proc: FakeProc, yaml: &str, interval: Duration) -> Harness {
         let (rules, tables) = mpsc::channel();
+        let (input, inputs) = mpsc::channel();
         let wakes = Arc::new(AtomicUsize::new(0));
         let counter = wakes.clone();
-        let (input, thread) = spawn(
+        let thread = spawn(
             proc.root().to_path_buf(),
             strategies(yaml),
             interval,
+            inputs,
             rules,
             Box::new(move || {
                 counter.fetch_add(1, Ordering::SeqCst);

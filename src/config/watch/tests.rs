@@ -259,3 +259,53 @@ fn reload_rereads_an_unchanged_file() {
     h.wait_reloaded(&["a"]);
     h.assert_resolver_got(&["a"]);
 }
+
+/// The wiring main does: watcher and resolver share the input channel, so
+/// an edit of the file changes the rule table the loop receives.
+#[test]
+fn config_edit_reaches_the_rule_table() {
+    use crate::strategy::resolver;
+    use crate::strategy::testing::FakeProc;
+
+    let proc = FakeProc::new();
+    proc.add_process(10, "demo", "/");
+    proc.add_process(20, "other", "/");
+    let dir = TempDir::new("watch-wiring");
+    let path = dir.path().join("cfg.yaml");
+    fs::write(
+        &path,
+        "strategies: [{name: s, command_regex: ^demo, priority: 0}]\n",
+    )
+    .unwrap();
+
+    let (input, inputs) = mpsc::channel();
+    let (watcher, config) = ConfigWatcher::start(path.clone(), input, Box::new(|_| {})).unwrap();
+    let (rules, tables) = mpsc::channel();
+    let _resolver = resolver::spawn(
+        proc.root().to_path_buf(),
+        config.strategies,
+        Duration::from_millis(config.scheduler.scan_interval_ms),
+        inputs,
+        rules,
+        Box::new(|| {}),
+    )
+    .unwrap();
+    let keys = |table: crate::strategy::RuleTable| -> Vec<i32> {
+        table.rules.iter().map(|(k, _)| *k).collect()
+    };
+    assert_eq!(keys(tables.recv_timeout(WAIT).unwrap()), [10]);
+
+    fs::write(
+        &path,
+        "strategies: [{name: s, command_regex: ^other, priority: 0}]\n",
+    )
+    .unwrap();
+    let deadline = Instant::now() + WAIT;
+    while keys(tables.recv_timeout(WAIT).unwrap()) != [20] {
+        assert!(
+            Instant::now() < deadline,
+            "no rule table for the edited file"
+        );
+    }
+    drop(watcher);
+}
