@@ -5,27 +5,36 @@
 //! kernel ends it (restarting when the kernel asks, e.g. on CPU hotplug).
 
 mod bpf;
+mod check;
 mod cli;
+mod config;
 mod counters;
 mod events;
 mod host;
 mod logger;
 mod policy;
+mod rules;
 mod scheduler;
+mod strategy;
 mod topology;
 
 use std::mem::MaybeUninit;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::mpsc;
 use std::time::Duration;
 
 use log::{error, info, warn, LevelFilter};
 
 use crate::bpf::{Bpf, LoadOptions};
 use crate::cli::{Command, Options};
+use crate::config::watch::{ConfigEvent, ConfigWatcher};
+use crate::config::{Config, SchedulerConfig};
 use crate::events::Events;
 use crate::policy::PolicyParams;
-use crate::scheduler::{Outcome, Scheduler};
+use crate::rules::RuleMirror;
+use crate::scheduler::{Context, Outcome, Scheduler};
+use crate::strategy::resolver;
 use crate::topology::Topology;
 
 fn main() -> ExitCode {
@@ -45,9 +54,9 @@ fn main() -> ExitCode {
             println!("gthulhu {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Command::Check(_) => {
-            eprintln!("gthulhu: check is not available yet");
-            ExitCode::from(2)
+        Command::Check(path) => {
+            logger::init(LevelFilter::Warn);
+            ExitCode::from(check::run(&path).clamp(0, 255) as u8)
         }
         Command::Run(opts) => {
             logger::init(opts.log_level.unwrap_or(LevelFilter::Info));
@@ -62,34 +71,93 @@ fn main() -> ExitCode {
     }
 }
 
-/// Scheduler settings after applying the command line over the defaults.
+/// Scheduler settings: command-line flags over the config file's values.
+#[derive(PartialEq, Eq)]
 struct Settings {
     slice_ns: u64,
     slice_min_ns: u64,
     watchdog_timeout_ms: u32,
-    interval: Duration,
+    interval: Option<Duration>,
 }
 
 impl Settings {
-    fn from_options(opts: &Options) -> Self {
-        Self {
-            slice_ns: opts.slice_us.unwrap_or(5_000) * 1_000,
-            slice_min_ns: opts.slice_min_us.unwrap_or(500) * 1_000,
-            watchdog_timeout_ms: opts.watchdog_timeout_ms.unwrap_or(5_000),
-            interval: Duration::from_secs(opts.interval_s.unwrap_or(10)),
+    fn new(file: &SchedulerConfig, opts: &Options) -> Result<Self, String> {
+        let settings = Self {
+            slice_ns: opts.slice_us.map_or(file.slice_ns_default, |us| us * 1_000),
+            slice_min_ns: opts.slice_min_us.map_or(file.slice_ns_min, |us| us * 1_000),
+            watchdog_timeout_ms: opts
+                .watchdog_timeout_ms
+                .unwrap_or(file.watchdog_timeout_ms as u32),
+            interval: match opts.interval_s.unwrap_or(file.interval) {
+                0 => None,
+                s => Some(Duration::from_secs(s)),
+            },
+        };
+        if settings.slice_min_ns > settings.slice_ns {
+            return Err(format!(
+                "the minimum slice ({} us) exceeds the default slice ({} us): lower --slice-min-us or scheduler.slice_ns_min",
+                settings.slice_min_ns / 1000,
+                settings.slice_ns / 1000
+            ));
         }
+        Ok(settings)
     }
+}
+
+/// Start watching the config file (if any) and return what it holds now.
+fn load_config(
+    opts: &Options,
+    events: &Events,
+    resolver_inputs: &mpsc::Sender<resolver::ResolverInput>,
+) -> Result<(Option<ConfigWatcher>, Config), String> {
+    let Some(path) = &opts.config else {
+        return Ok((None, Config::default()));
+    };
+    let waker = events.waker();
+    let mut scheduler: Option<SchedulerConfig> = None;
+    let (watcher, config) = ConfigWatcher::start(
+        path.clone(),
+        resolver_inputs.clone(),
+        Box::new(move |event| {
+            if let ConfigEvent::Reloaded(config) = event {
+                // Strategies apply live; the scheduler section is read at start.
+                if scheduler.as_ref().is_some_and(|s| *s != config.scheduler) {
+                    warn!("the scheduler: section changed; it takes effect when gthulhu restarts");
+                }
+                scheduler = Some(config.scheduler);
+            }
+            waker.wake();
+        }),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok((Some(watcher), config))
 }
 
 fn run(opts: &Options) -> Result<ExitCode, String> {
     host::check_sched_ext()?;
-    let settings = Settings::from_options(opts);
-    let topology = Topology::from_sysfs(Path::new("/sys"))?;
     let events = Events::new()?;
+    let (resolver_inputs, resolver_rx) = mpsc::channel();
+    let (rules_tx, rules_rx) = mpsc::channel();
+    let (watcher, config) = load_config(opts, &events, &resolver_inputs)?;
+    let settings = Settings::new(&config.scheduler, opts)?;
+    let topology = Topology::from_sysfs(Path::new("/sys"))?;
+
+    let waker = events.waker();
+    resolver::spawn(
+        PathBuf::from("/proc"),
+        config.strategies.clone(),
+        Duration::from_millis(config.scheduler.scan_interval_ms),
+        resolver_rx,
+        rules_tx,
+        Box::new(move || waker.wake()),
+    )
+    .map_err(|e| format!("starting the strategy resolver failed: {e}"))?;
+
     if let Err(e) = host::lock_memory() {
         warn!("{e}; the scheduler may stall on page faults under memory pressure");
     }
 
+    let mut rules = RuleMirror::default();
     loop {
         let mut object = MaybeUninit::uninit();
         let bpf = Bpf::attach(
@@ -102,23 +170,25 @@ fn run(opts: &Options) -> Result<ExitCode, String> {
             },
         )?;
         info!(
-            "gthulhu attached: {} CPUs, slice {} us (min {} us), watchdog {} ms",
+            "gthulhu attached: {} CPUs, slice {} us (min {} us), watchdog {} ms, {} strategies",
             topology.nr_online(),
             settings.slice_ns / 1000,
             settings.slice_min_ns / 1000,
-            settings.watchdog_timeout_ms
+            settings.watchdog_timeout_ms,
+            config.strategies.len(),
         );
-        let scheduler = Scheduler::new(
-            bpf,
-            &events,
-            &topology,
-            PolicyParams {
-                slice_ns: settings.slice_ns,
-                slice_min_ns: settings.slice_min_ns,
-            },
-            settings.interval,
-        );
-        match scheduler.run() {
+        let context = Context {
+            events: &events,
+            topology: &topology,
+            rule_updates: &rules_rx,
+            watcher: watcher.as_ref(),
+            interval: settings.interval,
+        };
+        let params = PolicyParams {
+            slice_ns: settings.slice_ns,
+            slice_min_ns: settings.slice_min_ns,
+        };
+        match Scheduler::new(bpf, context, &mut rules, params).run() {
             Outcome::Terminated(exit) => {
                 match exit {
                     Some(exit) => info!("exit: {exit}"),

@@ -20,38 +20,48 @@ enum Change {
 }
 
 impl RuleMirror {
-    /// Bring the map in line with `table`. On error the mirror keeps the
-    /// entries it could not change, so the next table retries them.
+    /// Bring the map in line with `table`; returns how many entries changed.
+    /// On error the mirror is forgotten, so the next table rewrites all.
     pub fn apply(&mut self, bpf: &Bpf, table: RuleTable) -> Result<usize, String> {
         let changes = diff(&self.current, &table.rules);
-        let mut result = Ok(changes.len());
-        for change in &changes {
-            let applied = match *change {
-                Change::Set(id, rule) => bpf.set_rule(
-                    id,
-                    TaskRule {
-                        priority: rule.priority,
-                        slice_ns: rule.slice_ns,
-                    },
-                ),
-                Change::Clear(id) => bpf.clear_rule(id),
-            };
-            if let Err(e) = applied {
-                result = Err(e);
+        match write(bpf, &changes) {
+            Ok(()) => {
+                self.current = table.rules;
+                Ok(changes.len())
+            }
+            Err(e) => {
+                self.current.clear();
+                Err(e)
             }
         }
-        if result.is_ok() {
-            self.current = table.rules;
-        } else {
-            // Forget the mirror so the next table rewrites every entry.
-            self.current.clear();
-        }
-        result
     }
 
-    pub fn len(&self) -> usize {
-        self.current.len()
+    /// Write every entry again, into the fresh map of a re-attached program.
+    pub fn restore(&self, bpf: &Bpf) -> Result<usize, String> {
+        let all = diff(&[], &self.current);
+        write(bpf, &all).map(|()| all.len())
     }
+}
+
+/// Apply every change, carrying on past failures; report the first one.
+fn write(bpf: &Bpf, changes: &[Change]) -> Result<(), String> {
+    let mut first_error = Ok(());
+    for change in changes {
+        let written = match *change {
+            Change::Set(id, rule) => bpf.set_rule(
+                id,
+                TaskRule {
+                    priority: rule.priority,
+                    slice_ns: rule.slice_ns,
+                },
+            ),
+            Change::Clear(id) => bpf.clear_rule(id),
+        };
+        if let (Err(e), Ok(())) = (written, &first_error) {
+            first_error = Err(e);
+        }
+    }
+    first_error
 }
 
 /// Entries to set and to clear to turn `old` into `new` (both sorted by key).
@@ -102,7 +112,12 @@ mod tests {
     #[test]
     fn added_changed_and_removed_entries_are_written() {
         let old = vec![(10, rule(0, 0)), (20, rule(1, 0)), (30, rule(2, 0))];
-        let new = vec![(5, rule(0, 0)), (20, rule(1, 9)), (30, rule(2, 0)), (40, rule(3, 0))];
+        let new = vec![
+            (5, rule(0, 0)),
+            (20, rule(1, 9)),
+            (30, rule(2, 0)),
+            (40, rule(3, 0)),
+        ];
         assert_eq!(
             diff(&old, &new),
             vec![

@@ -1,17 +1,21 @@
 //! The scheduling loop: drain runnable tasks, decide, dispatch, and do the
 //! periodic work in between. Single-threaded; it blocks only in poll().
 
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use log::{info, warn};
+use log::{debug, info, warn};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::bpf::{
     Bpf, DispatchedTask, ExitInfo, QueuedTask, CPU_ANY, DF_PREEMPT, PRIO_NONE, QF_WAKEUP,
     QUEUED_CAPACITY,
 };
+use crate::config::watch::ConfigWatcher;
 use crate::events::Events;
 use crate::policy::{Decision, Policy, PolicyParams, RunQueue, Runnable};
+use crate::rules::RuleMirror;
+use crate::strategy::RuleTable;
 use crate::topology::{IdleCpus, Topology};
 
 /// How long the loop sleeps at most when idle: bounds how late it notices
@@ -26,33 +30,47 @@ pub enum Outcome {
     Exited(ExitInfo),
 }
 
+/// What the loop shares with the rest of the process; outlives a restart.
+pub struct Context<'a> {
+    pub events: &'a Events,
+    pub topology: &'a Topology,
+    /// Rule tables from the strategy resolver thread.
+    pub rule_updates: &'a Receiver<RuleTable>,
+    /// The config file watcher, asked to reload on SIGHUP.
+    pub watcher: Option<&'a ConfigWatcher>,
+    /// Seconds between two "bss data" lines; None: no such lines.
+    pub interval: Option<Duration>,
+}
+
 pub struct Scheduler<'a, 'obj> {
     bpf: Bpf<'obj>,
-    events: &'a Events,
-    topology: &'a Topology,
+    ctx: Context<'a>,
+    rules: &'a mut RuleMirror,
     policy: Policy,
     runq: RunQueue,
-    interval: Duration,
-    next_report: Instant,
+    next_report: Option<Instant>,
 }
 
 impl<'a, 'obj> Scheduler<'a, 'obj> {
+    /// Take over an attached program; rules known from before a restart
+    /// are written into its fresh map.
     pub fn new(
         bpf: Bpf<'obj>,
-        events: &'a Events,
-        topology: &'a Topology,
+        ctx: Context<'a>,
+        rules: &'a mut RuleMirror,
         params: PolicyParams,
-        interval: Duration,
     ) -> Self {
+        if let Err(e) = rules.restore(&bpf) {
+            warn!("strategy rules not fully restored: {e}");
+        }
         Self {
+            next_report: ctx.interval.map(|i| Instant::now() + i),
             bpf,
-            events,
-            topology,
+            ctx,
+            rules,
             policy: Policy::new(params),
             // Room for everything the ring buffer can deliver in one drain.
             runq: RunQueue::with_capacity(QUEUED_CAPACITY),
-            interval,
-            next_report: Instant::now() + interval,
         }
     }
 
@@ -61,7 +79,7 @@ impl<'a, 'obj> Scheduler<'a, 'obj> {
             if let Some(exit) = self.bpf.exit_info() {
                 return Outcome::Exited(exit);
             }
-            if self.events.terminate_requested() {
+            if self.ctx.events.terminate_requested() {
                 return Outcome::Terminated(self.bpf.detach());
             }
             self.periodic_work();
@@ -108,7 +126,9 @@ impl<'a, 'obj> Scheduler<'a, 'obj> {
     /// for pinned and preempting tasks, or any CPU it may use.
     fn place(&self, task: &Runnable, decision: &Decision, idle: &mut IdleCpus) -> i32 {
         let picked = if idle.count() > 0 {
-            self.topology.pick_cpu(task.cpu, task.nr_cpus_allowed, idle)
+            self.ctx
+                .topology
+                .pick_cpu(task.cpu, task.nr_cpus_allowed, idle)
         } else {
             None
         };
@@ -122,12 +142,14 @@ impl<'a, 'obj> Scheduler<'a, 'obj> {
     /// Sleep until a task is queued, a signal or helper message arrives, or
     /// the next report is due.
     fn wait(&mut self) {
-        let until_report = self.next_report.saturating_duration_since(Instant::now());
-        let timeout = until_report.min(MAX_IDLE_WAIT);
-        let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::ZERO);
+        let until_report = self.next_report.map_or(MAX_IDLE_WAIT, |at| {
+            at.saturating_duration_since(Instant::now())
+        });
+        let timeout =
+            PollTimeout::try_from(until_report.min(MAX_IDLE_WAIT)).unwrap_or(PollTimeout::ZERO);
         let mut fds = [
             PollFd::new(self.bpf.queued_fd(), PollFlags::POLLIN),
-            PollFd::new(self.events.fd(), PollFlags::POLLIN),
+            PollFd::new(self.ctx.events.fd(), PollFlags::POLLIN),
         ];
         if let Err(e) = poll(&mut fds, timeout) {
             if e != nix::errno::Errno::EINTR {
@@ -135,16 +157,30 @@ impl<'a, 'obj> Scheduler<'a, 'obj> {
             }
         }
         if fds[1].any().unwrap_or(false) {
-            self.events.clear();
+            self.ctx.events.clear();
         }
     }
 
-    /// Work that is not per task: the counter line.
+    /// Work that is not per task: new strategy rules, SIGHUP, the counters.
     fn periodic_work(&mut self) {
-        let now = Instant::now();
-        if now >= self.next_report {
-            self.next_report = now + self.interval;
-            info!("bss data: {}", self.bpf.counters());
+        if let Some(table) = self.ctx.rule_updates.try_iter().last() {
+            match self.rules.apply(&self.bpf, table) {
+                Ok(changed) => debug!("strategy rules: {changed} map entries changed"),
+                Err(e) => warn!("strategy rules not fully applied: {e}"),
+            }
+        }
+        if self.ctx.events.take_reload() {
+            match self.ctx.watcher {
+                Some(watcher) => watcher.reload(),
+                None => info!("SIGHUP ignored: no --config file to reload"),
+            }
+        }
+        if let (Some(at), Some(interval)) = (self.next_report, self.ctx.interval) {
+            let now = Instant::now();
+            if now >= at {
+                self.next_report = Some(now + interval);
+                info!("bss data: {}", self.bpf.counters());
+            }
         }
     }
 }
