@@ -16,7 +16,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs::File;
 use std::hash::{BuildHasher, Hasher};
-use std::io::Read;
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use std::thread;
 use std::time::Duration;
 
 use log::{debug, info, warn};
+use nix::sched::{setns, CloneFlags};
 use serde::Deserialize;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
@@ -159,6 +161,27 @@ impl ApiConfig {
             self.node_name
         )
     }
+}
+
+/// Makes the calling thread see cgroup paths as the host does.
+///
+/// A container has its own cgroup namespace, in which `/proc/<pid>/cgroup`
+/// of other pods reads relative to the container's cgroup, e.g.
+/// `0::/../../pod<uid>/<ctr>` instead of `/kubepods/burstable/pod<uid>/<ctr>`.
+/// With hostPID and CAP_SYS_ADMIN, joining the cgroup namespace of the
+/// host's init (`<proc>/1`, `proc` being `/proc`) gives back full paths. A no-op (`Ok(false)`)
+/// where the namespaces are already the same, as under systemd. Namespaces
+/// belong to threads: call it before starting the threads that read
+/// `/proc/<pid>/cgroup`, which then inherit it.
+pub fn use_host_cgroup_namespace(proc: &Path) -> io::Result<bool> {
+    let ours = std::fs::metadata("/proc/thread-self/ns/cgroup")?;
+    let theirs = File::open(proc.join("1/ns/cgroup"))?;
+    let meta = theirs.metadata()?;
+    if (meta.dev(), meta.ino()) == (ours.dev(), ours.ino()) {
+        return Ok(false);
+    }
+    setns(&theirs, CloneFlags::CLONE_NEWCGROUP).map_err(io::Error::from)?;
+    Ok(true)
 }
 
 /// Keeps the pod thread running; dropping it stops the thread at its next
@@ -839,6 +862,40 @@ mod tests {
                 .is_none());
         }
         assert!(Path::new(SERVICE_ACCOUNT_DIR).is_absolute());
+    }
+
+    fn own_cgroup() -> String {
+        std::fs::read_to_string("/proc/thread-self/cgroup").unwrap()
+    }
+
+    #[test]
+    fn joining_a_cgroup_namespace_restores_full_paths() {
+        // A proc root whose "init" is this test's thread.
+        let files = Files::new("cgroupns");
+        std::fs::create_dir_all(files.dir.join("1/ns")).unwrap();
+        let this_thread = format!(
+            "/proc/{}/task/{}/ns/cgroup",
+            std::process::id(),
+            nix::unistd::gettid()
+        );
+        std::os::unix::fs::symlink(this_thread, files.dir.join("1/ns/cgroup")).unwrap();
+        let full = own_cgroup();
+        assert!(!use_host_cgroup_namespace(&files.dir).unwrap());
+        let proc = files.dir.clone();
+        thread::spawn(move || {
+            if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP) {
+                eprintln!("skipped: cannot create a cgroup namespace here: {e}");
+                return;
+            }
+            if own_cgroup() == full {
+                eprintln!("skipped: cgroup paths already start at the root here");
+                return;
+            }
+            assert!(use_host_cgroup_namespace(&proc).unwrap());
+            assert_eq!(own_cgroup(), full);
+        })
+        .join()
+        .unwrap();
     }
 
     fn next(rx: &mpsc::Receiver<Pods>) -> Pods {
