@@ -11,7 +11,10 @@ mod config;
 mod counters;
 mod events;
 mod host;
+// Not yet called from main: remove these allows when main wires them in.
+mod k8s;
 mod logger;
+mod notify;
 mod policy;
 mod rules;
 mod scheduler;
@@ -34,7 +37,7 @@ use crate::events::Events;
 use crate::policy::PolicyParams;
 use crate::rules::RuleMirror;
 use crate::scheduler::{Context, Outcome, Scheduler};
-use crate::strategy::resolver;
+use crate::strategy::resolver::{self, ResolverInput};
 use crate::topology::Topology;
 
 fn main() -> ExitCode {
@@ -70,6 +73,9 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// How often the pods of this node are listed from the Kubernetes API.
+const POD_REFRESH: Duration = Duration::from_secs(10);
 
 /// Scheduler settings: command-line flags over the config file's values.
 #[derive(PartialEq, Eq)]
@@ -119,18 +125,41 @@ fn load_config(
         path.clone(),
         resolver_inputs.clone(),
         Box::new(move |event| {
-            if let ConfigEvent::Reloaded(config) = event {
-                // Strategies apply live; the scheduler section is read at start.
-                if scheduler.as_ref().is_some_and(|s| *s != config.scheduler) {
-                    warn!("the scheduler: section changed; it takes effect when gthulhu restarts");
+            // `systemctl status` shows how the last reload went.
+            let status = match event {
+                ConfigEvent::Reloaded(config) => {
+                    // Strategies apply live; the scheduler section is read at start.
+                    if scheduler.as_ref().is_some_and(|s| *s != config.scheduler) {
+                        warn!(
+                            "the scheduler: section changed; it takes effect when gthulhu restarts"
+                        );
+                    }
+                    let status = format!("scheduling; {} strategies", config.strategies.len());
+                    scheduler = Some(config.scheduler);
+                    status
                 }
-                scheduler = Some(config.scheduler);
-            }
+                ConfigEvent::Rejected(e) => format!("scheduling; config not reloaded: {e}"),
+            };
+            let _ = notify::ready(&status);
             waker.wake();
         }),
     )
     .map_err(|e| e.to_string())?;
     Ok((Some(watcher), config))
+}
+
+/// In Kubernetes, keep the resolver told about this node's pods.
+fn watch_pods(
+    resolver_inputs: &mpsc::Sender<ResolverInput>,
+) -> Result<Option<k8s::Watcher>, String> {
+    let Some(api) = k8s::ApiConfig::in_cluster(POD_REFRESH)? else {
+        return Ok(None);
+    };
+    let inputs = resolver_inputs.clone();
+    k8s::spawn(api, move |pods| {
+        inputs.send(ResolverInput::Pods(pods)).is_ok()
+    })
+    .map(Some)
 }
 
 fn run(opts: &Options) -> Result<ExitCode, String> {
@@ -141,6 +170,12 @@ fn run(opts: &Options) -> Result<ExitCode, String> {
     let (watcher, config) = load_config(opts, &events, &resolver_inputs)?;
     let settings = Settings::new(&config.scheduler, opts)?;
     let topology = Topology::from_sysfs(Path::new("/sys"))?;
+
+    // In a pod, see other pods' cgroup paths in full (before any thread starts).
+    if let Err(e) = k8s::use_host_cgroup_namespace(Path::new("/proc")) {
+        warn!("cannot join the host's cgroup namespace: {e}; pod selectors may match nothing");
+    }
+    let _pods = watch_pods(&resolver_inputs)?;
 
     let waker = events.waker();
     resolver::spawn(
@@ -177,12 +212,16 @@ fn run(opts: &Options) -> Result<ExitCode, String> {
             settings.watchdog_timeout_ms,
             config.strategies.len(),
         );
+        if let Err(e) = notify::ready("scheduling") {
+            warn!("cannot notify the service manager: {e}");
+        }
         let context = Context {
             events: &events,
             topology: &topology,
             rule_updates: &rules_rx,
             watcher: watcher.as_ref(),
             interval: settings.interval,
+            resolver: &resolver_inputs,
         };
         let params = PolicyParams {
             slice_ns: settings.slice_ns,
@@ -190,6 +229,7 @@ fn run(opts: &Options) -> Result<ExitCode, String> {
         };
         match Scheduler::new(bpf, context, &mut rules, params).run() {
             Outcome::Terminated(exit) => {
+                let _ = notify::stopping();
                 match exit {
                     Some(exit) => info!("exit: {exit}"),
                     None => info!("exit: detached"),

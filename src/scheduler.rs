@@ -1,7 +1,7 @@
 //! The scheduling loop: drain runnable tasks, decide, dispatch, and do the
 //! periodic work in between. Single-threaded; it blocks only in poll().
 
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
@@ -13,8 +13,10 @@ use crate::bpf::{
 };
 use crate::config::watch::ConfigWatcher;
 use crate::events::Events;
+use crate::notify;
 use crate::policy::{Decision, Policy, PolicyParams, RunQueue, Runnable};
 use crate::rules::RuleMirror;
+use crate::strategy::resolver::ResolverInput;
 use crate::strategy::RuleTable;
 use crate::topology::{IdleCpus, Topology};
 
@@ -38,6 +40,8 @@ pub struct Context<'a> {
     pub rule_updates: &'a Receiver<RuleTable>,
     /// The config file watcher, asked to reload on SIGHUP.
     pub watcher: Option<&'a ConfigWatcher>,
+    /// The strategy resolver, asked to rescan /proc on SIGHUP.
+    pub resolver: &'a Sender<ResolverInput>,
     /// Seconds between two "bss data" lines; None: no such lines.
     pub interval: Option<Duration>,
 }
@@ -170,10 +174,12 @@ impl<'a, 'obj> Scheduler<'a, 'obj> {
             }
         }
         if self.ctx.events.take_reload() {
-            match self.ctx.watcher {
-                Some(watcher) => watcher.reload(),
-                None => info!("SIGHUP ignored: no --config file to reload"),
+            let _ = notify::reloading();
+            if let Some(watcher) = self.ctx.watcher {
+                watcher.reload();
             }
+            let _ = self.ctx.resolver.send(ResolverInput::Rescan);
+            let _ = notify::ready("scheduling");
         }
         if let (Some(at), Some(interval)) = (self.next_report, self.ctx.interval) {
             let now = Instant::now();

@@ -158,6 +158,10 @@ impl PodIndex {
         self.pods.insert(normalize_uid(uid), pod);
     }
 
+    pub fn len(&self) -> usize {
+        self.pods.len()
+    }
+
     pub fn get(&self, uid: &str) -> Option<&PodInfo> {
         self.pods.get(uid)
     }
