@@ -686,12 +686,18 @@ mod tests {
         let pods = parse_pods(partial.as_bytes()).unwrap();
         assert_eq!(pods.get(UID_A).unwrap().namespace, "ran");
         assert_eq!(pods.get(UID_A).unwrap().labels["app"], "du");
-        assert!(parse_pods(br#"{"kind":"PodList","items":[]}"#)
-            .unwrap()
-            .is_empty());
-        assert!(parse_pods(br#"{"kind":"PodList","items":null}"#)
-            .unwrap()
-            .is_empty());
+        assert_eq!(
+            parse_pods(br#"{"kind":"PodList","items":[]}"#)
+                .unwrap()
+                .len(),
+            0
+        );
+        assert_eq!(
+            parse_pods(br#"{"kind":"PodList","items":null}"#)
+                .unwrap()
+                .len(),
+            0
+        );
     }
 
     #[test]
