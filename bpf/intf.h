@@ -19,7 +19,10 @@ enum gthulhu_consts {
 	PRIO_NONE = 0xffffffff,
 	/* Highest priority level: picked first and may preempt. */
 	PRIO_TOP = 0,
-	TASK_COMM_LEN = 16,
+	/* Levels 0..PRIO_LEVELS-1 boost; a rule with PRIO_NO_BOOST only sets
+	 * the time slice. */
+	PRIO_LEVELS = 8,
+	PRIO_NO_BOOST = 63,
 	MAX_RULES = 65536,
 };
 
