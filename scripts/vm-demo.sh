@@ -16,7 +16,7 @@ for _ in $(seq 200); do
     sleep 0.1
 done
 echo "demo: sched_ext state=$(cat /sys/kernel/sched_ext/state) ops=$(cat /sys/kernel/sched_ext/root/ops 2>/dev/null)" >&2
-stress-ng --cpu 4 --fork 2 --timeout 20s --metrics-brief || true
+stress-ng --cpu 4 --fork 2 --timeout 20s --metrics-brief --temp-path "$(mktemp -d)" || true
 kill -TERM "$pid"
 rc=0
 wait "$pid" || rc=$?

@@ -61,7 +61,18 @@ else
         rm -rf "$dir"
         mkdir -p "$dir"
         t0=$(date +%s)
-        "$here/vm.sh" "$vmlinuz" "GTHULHU_RESULTS=$dir tests/vm/run.sh" || rc=$?
+        # The guest console (VM_VERBOSE) goes whole to console.log, to diagnose a VM
+        # that dies; the terminal gets the tests' output and the kernel's sched_ext
+        # lines and oopses only.
+        set +e
+        {
+            VM_VERBOSE=1 "$here/vm.sh" "$vmlinuz" "GTHULHU_RESULTS=$dir tests/vm/run.sh" \
+                2>&1 1>&3 3>&- | tee "$dir.console.log" \
+                | grep --line-buffered -vP '^\[\s*\d+\.\d+\] (?!sched_ext|.*(BUG|Oops|panic|RIP:|Call Trace|hung|stall))' >&2
+        } 3>&1
+        rc=${PIPESTATUS[0]}
+        set -e
+        mv "$dir.console.log" "$dir/console.log" 2>/dev/null || true
         echo "vm-tests: $label: VM run took $(($(date +%s) - t0)) s (exit $rc)" >&2
         tally "$dir" "$rc" "$label"
     done

@@ -4,7 +4,7 @@
 # Only <repo>/results is writable in the guest. A single COMMAND argument is a shell
 # command line; several are quoted and run as one command.
 #
-# Environment: VM_CPUS (2), VM_MEMORY (2G), VM_TIMEOUT seconds (1200),
+# Environment: VM_CPUS (2), VM_MEMORY (2G), VM_TIMEOUT seconds (1200), VM_VERBOSE=1,
 # GTHULHU_VM_ACCEL=auto|kvm|tcg (auto: try KVM once, remember the verdict).
 set -euo pipefail
 
@@ -30,6 +30,8 @@ fi
 
 base=(vng --run "$kernel" --cpus "${VM_CPUS:-2}" --memory "${VM_MEMORY:-2G}"
     --cwd "$repo" --rwdir "$repo/results")
+# VM_VERBOSE=1 shows the guest kernel's console (boot messages, oopses).
+[ -z "${VM_VERBOSE:-}" ] || base+=(--verbose)
 
 # KVM: /dev/kvm may exist and still fail ("KVM internal error", or qemu aborting on an
 # MSR), so the only reliable test is booting once. The verdict is cached per host

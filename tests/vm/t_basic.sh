@@ -9,7 +9,11 @@ set -euo pipefail
 stress_ng() {
     local name=$1
     shift
-    timeout -k 5 120 stress-ng "$@" --metrics-brief >"$RESULTS/stress-$TEST_NAME-$name.log" 2>&1
+    # stress-ng needs a writable temp path; the guest's cwd (the repo) is read-only.
+    local tmp
+    tmp=$(mktemp -d 2>/dev/null || echo "$RESULTS")
+    timeout -k 5 120 stress-ng "$@" --metrics-brief --temp-path "$tmp" \
+        >"$RESULTS/stress-$TEST_NAME-$name.log" 2>&1
 }
 
 # a. Under a CPU + fork load the scheduler stays attached and dispatches from user space.
