@@ -12,7 +12,7 @@ stress_ng() {
     # stress-ng needs a writable temp path; the guest's cwd (the repo) is read-only.
     local tmp
     tmp=$(mktemp -d 2>/dev/null || echo "$RESULTS")
-    timeout -k 5 120 stress-ng "$@" --metrics-brief --temp-path "$tmp" \
+    (cd "$tmp" && timeout -k 5 120 stress-ng "$@" --metrics-brief --temp-path "$tmp") \
         >"$RESULTS/stress-$TEST_NAME-$name.log" 2>&1
 }
 
