@@ -52,7 +52,8 @@ apt_setup() {
     [ -e "$stamp" ] && age=$(($(date +%s) - $(stat -c %Y "$stamp")))
     if [ "$age" -gt "${GTHULHU_APT_MAX_AGE:-86400}" ]; then
         echo "apt: refreshing package lists for $suite" >&2
-        if apt-get "${APT_OPTS[@]}" update >"$dir/update.log" 2>&1; then
+        # --error-on=any: a failed download is otherwise only a warning (exit 0).
+        if apt-get "${APT_OPTS[@]}" --error-on=any update >"$dir/update.log" 2>&1; then
             touch "$stamp"
         else
             echo "apt: update for $suite failed (see $dir/update.log)" >&2
