@@ -16,6 +16,8 @@ mod topology;
 
 // Not yet called from main: remove these allows when main wires them in.
 #[cfg_attr(not(test), allow(dead_code))]
+mod api;
+#[cfg_attr(not(test), allow(dead_code))]
 mod check;
 #[cfg_attr(not(test), allow(dead_code))]
 mod config;
