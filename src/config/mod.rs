@@ -169,7 +169,10 @@ pub(crate) fn read_file(path: &Path) -> Result<String, String> {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with scheduler, strategies, api"
+)]
 struct RawConfig {
     scheduler: Option<RawScheduler>,
     strategies: Option<Vec<RawStrategy>>,
@@ -177,7 +180,7 @@ struct RawConfig {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a mapping of scheduler settings")]
 struct RawScheduler {
     slice_ns_default: Option<u64>,
     slice_ns_min: Option<u64>,
@@ -187,7 +190,7 @@ struct RawScheduler {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a strategy mapping")]
 struct RawStrategy {
     name: String,
     priority: Option<RawPriority>,
@@ -202,7 +205,7 @@ struct RawStrategy {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a mapping with key and value")]
 struct RawLabel {
     key: String,
     value: String,
@@ -449,7 +452,13 @@ fn validate_strategy(
         Some(labels) => {
             if let Some(i) = labels.iter().position(|l| l.key.is_empty()) {
                 return invalid(
-                    &[path[0], path[1], Seg::Key("selectors"), Seg::Index(i), Seg::Key("key")],
+                    &[
+                        path[0],
+                        path[1],
+                        Seg::Key("selectors"),
+                        Seg::Index(i),
+                        Seg::Key("key"),
+                    ],
                     "must not be empty",
                 );
             }
@@ -465,9 +474,8 @@ fn validate_strategy(
         namespace: raw.namespace,
         labels,
     };
-    let has_selector = !selector.pids.is_empty()
-        || selector.command.is_some()
-        || selector.needs_cgroup();
+    let has_selector =
+        !selector.pids.is_empty() || selector.command.is_some() || selector.needs_cgroup();
     if !has_selector {
         return invalid(
             path,
@@ -515,11 +523,17 @@ fn compile(path: &[Seg], pattern: Option<String>) -> Result<Option<Regex>, Inval
             format!("pattern is longer than {MAX_REGEX_LEN} bytes"),
         );
     }
-    match RegexBuilder::new(&pattern).size_limit(REGEX_SIZE_LIMIT).build() {
+    match RegexBuilder::new(&pattern)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+    {
         Ok(re) => Ok(Some(re)),
         Err(e) => invalid(
             path,
-            format!("invalid regex: {}", e.to_string().lines().last().unwrap_or("")),
+            format!(
+                "invalid regex: {}",
+                e.to_string().lines().last().unwrap_or("")
+            ),
         ),
     }
 }

@@ -132,14 +132,20 @@ fn unknown_fields_are_errors() {
         "{e}"
     );
     let e = error("strategy: []\n");
-    assert!(e.starts_with("cfg.yaml:1:1: unknown field `strategy`"), "{e}");
+    assert!(
+        e.starts_with("cfg.yaml:1:1: unknown field `strategy`"),
+        "{e}"
+    );
 }
 
 #[test]
 fn syntax_and_type_errors_have_locations() {
     let e = error("scheduler:\n  interval: [1\n");
     assert!(e.starts_with("cfg.yaml:"), "{e}");
-    assert!(parse("scheduler:\n  interval: [1\n").unwrap_err().location.is_some());
+    assert!(parse("scheduler:\n  interval: [1\n")
+        .unwrap_err()
+        .location
+        .is_some());
     assert_eq!(
         error("scheduler:\n  interval: soon\n"),
         "cfg.yaml:2:13: scheduler.interval: invalid type: string \"soon\", expected u64"
@@ -147,6 +153,14 @@ fn syntax_and_type_errors_have_locations() {
     assert_eq!(
         error("strategies:\n  - priority: 0\n    pid: 1\n"),
         "cfg.yaml:2:5: strategies[0]: missing field `name`"
+    );
+    assert_eq!(
+        error("- 1\n"),
+        "cfg.yaml:1:1: invalid type: sequence, expected a mapping with scheduler, strategies, api"
+    );
+    assert_eq!(
+        error("strategies: [3]\n"),
+        "cfg.yaml:1:14: strategies[0]: invalid type: integer `3`, expected a strategy mapping"
     );
     assert_eq!(
         error("strategies: 3\n"),
@@ -198,7 +212,9 @@ fn error_without_a_node_names_the_field_without_location() {
 #[test]
 fn strategy_fields_are_checked() {
     assert_eq!(
-        error(&strategy("    pid: 1\n    priority: 0\n    execution_time: 1000\n")),
+        error(&strategy(
+            "    pid: 1\n    priority: 0\n    execution_time: 1000\n"
+        )),
         "cfg.yaml:5:21: strategies[0].execution_time: 1000 is out of range: \
          expected a slice in ns from scheduler.slice_ns_min to 1 s (500000..=1000000000)"
     );
@@ -264,9 +280,20 @@ fn regexes_must_compile_within_limits() {
         "{e}"
     );
     assert!(e.contains("size limit"), "{e}");
+    let word = parse(&strategy(
+        "    priority: 0\n    command_regex: '^[\\w.-]+\\d*$'\n",
+    ));
+    assert!(word.unwrap().strategies.list[0]
+        .selector
+        .command
+        .as_ref()
+        .unwrap()
+        .is_match("kworker-12"));
     let long = "a".repeat(MAX_REGEX_LEN + 1);
     assert_eq!(
-        error(&strategy(&format!("    priority: 0\n    command_regex: {long}\n"))),
+        error(&strategy(&format!(
+            "    priority: 0\n    command_regex: {long}\n"
+        ))),
         "cfg.yaml:4:20: strategies[0].command_regex: pattern is longer than 1024 bytes"
     );
 }
@@ -328,6 +355,11 @@ fn example_config_is_valid() {
     let demo = &config.strategies.list[0];
     assert_eq!(demo.priority, Priority::Level(0));
     assert_eq!(demo.execution_time, Some(2_000_000));
-    assert!(demo.selector.command.as_ref().unwrap().is_match("gthulhu-demo"));
+    assert!(demo
+        .selector
+        .command
+        .as_ref()
+        .unwrap()
+        .is_match("gthulhu-demo"));
     assert_eq!(config.scheduler, SchedulerConfig::default());
 }

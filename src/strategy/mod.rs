@@ -10,3 +10,6 @@ pub mod procfs;
 pub mod resolver;
 #[cfg(test)]
 pub mod testing;
+
+pub use matcher::RuleTable;
+pub use model::Rule;

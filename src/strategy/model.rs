@@ -131,7 +131,7 @@ impl Strategies {
     }
 
     /// Whether any strategy needs cgroup paths (so a scan reads them).
-    pub fn need_cgroup(&self) -> bool {
+    pub fn needs_cgroup(&self) -> bool {
         self.list.iter().any(|s| s.selector.needs_cgroup())
     }
 }

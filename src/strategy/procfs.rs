@@ -184,8 +184,14 @@ mod tests {
     #[test]
     fn no_pod_uid_outside_kubepods_or_when_malformed() {
         assert_eq!(pod_uid_from_cgroup(&format!("/user.slice/pod{UID}")), None);
-        assert_eq!(pod_uid_from_cgroup("/kubepods/burstable/podnotauid/x"), None);
-        assert_eq!(pod_uid_from_cgroup("/kubepods.slice/kubepods-besteffort.slice"), None);
+        assert_eq!(
+            pod_uid_from_cgroup("/kubepods/burstable/podnotauid/x"),
+            None
+        );
+        assert_eq!(
+            pod_uid_from_cgroup("/kubepods.slice/kubepods-besteffort.slice"),
+            None
+        );
         assert_eq!(pod_uid_from_cgroup("/"), None);
     }
 
