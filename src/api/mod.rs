@@ -66,6 +66,15 @@ const REMINDER: Duration = Duration::from_secs(300);
 #[derive(Debug)]
 pub struct ApiUpdate(pub Strategies);
 
+/// The strategies in force: the file's, in file order, then the API's.
+/// Matching the result with the resolver's one precedence rule makes a
+/// file strategy win a full tie with an API one.
+pub fn effective(file: &Strategies, api: &Strategies) -> Strategies {
+    Strategies {
+        list: file.list.iter().chain(&api.list).cloned().collect(),
+    }
+}
+
 /// The running client. Dropping it stops the thread at its next wait
 /// (without waiting for a request in flight, which its timeouts bound).
 pub struct ApiHandle {

@@ -81,8 +81,9 @@ impl Default for SchedulerConfig {
 pub struct Config {
     pub scheduler: SchedulerConfig,
     pub strategies: Strategies,
-    /// The `api:` section: the Gthulhu API client's settings.
-    pub api: ApiConfig,
+    /// The `api:` section: the Gthulhu API client's settings (boxed: it is
+    /// large and rarely read).
+    pub api: Box<ApiConfig>,
 }
 
 /// Why a configuration could not be loaded; displays as one line.
@@ -330,11 +331,12 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
     Ok(Config {
         scheduler,
         strategies: Strategies { list },
-        api: raw
-            .api
-            .unwrap_or_default()
-            .validate()
-            .or_else(|e| invalid(&[Seg::Key("api"), Seg::Key(e.key)], e.message))?,
+        api: Box::new(
+            raw.api
+                .unwrap_or_default()
+                .validate()
+                .or_else(|e| invalid(&[Seg::Key("api"), Seg::Key(e.key)], e.message))?,
+        ),
     })
 }
 

@@ -512,3 +512,31 @@ fn disabled_client_starts_nothing() {
         .unwrap();
     assert!(err.contains("/nonexistent/gthulhu.pem"), "{err}");
 }
+
+#[test]
+fn effective_set_is_file_then_api_and_file_wins_a_tie() {
+    let file = crate::config::Config::parse(
+        "strategies:\n  - name: web\n    priority: 1\n    pid: 101\n",
+        "t.yaml",
+    )
+    .unwrap()
+    .strategies;
+    let api = wire::parse_strategies(
+        br#"{"success":true,"scheduling":[{"priority":1,"pid":101},{"priority":0,"pid":7}]}"#,
+        MIN_SLICE,
+    )
+    .unwrap()
+    .strategies;
+    let all = effective(&file, &api);
+    let names: Vec<&str> = all.list.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["web", "api[0]", "api[1]"]);
+    assert_eq!(
+        all.list[0].precedence(0, &all.list[1], 1),
+        std::cmp::Ordering::Less
+    );
+    assert_eq!(
+        all.list[2].precedence(2, &all.list[0], 0),
+        std::cmp::Ordering::Less,
+        "a higher API priority still wins"
+    );
+}
