@@ -88,44 +88,42 @@ impl Client {
     /// none or it is about to expire); on a 401 gets a new token and tries
     /// once more.
     fn authorized(&mut self, url: &str, request: Request) -> Result<Vec<u8>, String> {
-        if self.auth.is_none() {
+        let Some(mut auth) = self.auth.take() else {
             return self.expect_ok(url, &request, None);
-        }
-        let token = self.token()?;
-        match self.send(url, &request, Some(&token))? {
+        };
+        let result = self.with_token(&mut auth, url, &request);
+        self.auth = Some(auth);
+        result
+    }
+
+    fn with_token(&self, auth: &mut Auth, url: &str, request: &Request) -> Result<Vec<u8>, String> {
+        let token = self.token(auth)?;
+        match self.send(url, request, Some(&token))? {
             (401, _) => {
-                if let Some(auth) = &mut self.auth {
-                    auth.token = None;
-                }
-                let token = self.token()?;
-                self.expect_ok(url, &request, Some(&token))
+                auth.token = None;
+                let token = self.token(auth)?;
+                self.expect_ok(url, request, Some(&token))
                     .map_err(|e| format!("{e} (after getting a new token)"))
             }
             (status, body) => ok_body(status, body),
         }
     }
 
-    /// The current token, renewed if needed. Returned by value so no
-    /// borrow of `self` outlives the call.
-    fn token(&mut self) -> Result<String, String> {
-        let margin = self.renew_margin_s;
-        let Some(auth) = &self.auth else {
-            return Err("authentication is off".to_string());
-        };
-        if let Some(token) = auth.token.as_ref().filter(|t| !t.expires_within(margin)) {
+    /// The current token, renewed first if it is missing or about to
+    /// expire.
+    fn token(&self, auth: &mut Auth) -> Result<String, String> {
+        if let Some(token) = auth
+            .token
+            .as_ref()
+            .filter(|t| !t.expires_within(self.renew_margin_s))
+        {
             return Ok(token.value().to_string());
         }
-        let url = self.endpoints.token.clone();
-        let body = self.expect_ok(
-            &url,
-            &Request::Post(&wire::token_request(auth.key.pem())),
-            None,
-        )?;
+        let request = Request::Post(&wire::token_request(auth.key.pem()));
+        let body = self.expect_ok(&self.endpoints.token, &request, None)?;
         let token = Token::verify(wire::parse_token(&body)?, &auth.key)?;
         let value = token.value().to_string();
-        if let Some(auth) = &mut self.auth {
-            auth.token = Some(token);
-        }
+        auth.token = Some(token);
         Ok(value)
     }
 
