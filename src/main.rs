@@ -4,6 +4,7 @@
 //! attach the BPF program and run the scheduling loop until a signal or the
 //! kernel ends it (restarting when the kernel asks, e.g. on CPU hotplug).
 
+mod api;
 mod bpf;
 mod check;
 mod cli;
@@ -11,7 +12,6 @@ mod config;
 mod counters;
 mod events;
 mod host;
-// Not yet called from main: remove these allows when main wires them in.
 mod k8s;
 mod logger;
 mod notify;
@@ -176,6 +176,13 @@ fn run(opts: &Options) -> Result<ExitCode, String> {
         warn!("cannot join the host's cgroup namespace: {e}; pod selectors may match nothing");
     }
     let _pods = watch_pods(&resolver_inputs)?;
+    let waker = events.waker();
+    let api = api::spawn(
+        &config.api,
+        config.scheduler.slice_ns_min,
+        resolver_inputs.clone(),
+        Box::new(move || waker.wake()),
+    )?;
 
     let waker = events.waker();
     resolver::spawn(
@@ -222,6 +229,7 @@ fn run(opts: &Options) -> Result<ExitCode, String> {
             watcher: watcher.as_ref(),
             interval: settings.interval,
             resolver: &resolver_inputs,
+            api: api.as_ref(),
         };
         let params = PolicyParams {
             slice_ns: settings.slice_ns,

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use log::{debug, info, warn};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
+use crate::api::ApiHandle;
 use crate::bpf::{
     Bpf, DispatchedTask, ExitInfo, QueuedTask, CPU_ANY, DF_PREEMPT, PRIO_NONE, QF_WAKEUP,
     QUEUED_CAPACITY,
@@ -42,6 +43,8 @@ pub struct Context<'a> {
     pub watcher: Option<&'a ConfigWatcher>,
     /// The strategy resolver, asked to rescan /proc on SIGHUP.
     pub resolver: &'a Sender<ResolverInput>,
+    /// The Gthulhu API client, given the counters every interval.
+    pub api: Option<&'a ApiHandle>,
     /// Seconds between two "bss data" lines; None: no such lines.
     pub interval: Option<Duration>,
 }
@@ -185,7 +188,11 @@ impl<'a, 'obj> Scheduler<'a, 'obj> {
             let now = Instant::now();
             if now >= at {
                 self.next_report = Some(now + interval);
-                info!("bss data: {}", self.bpf.counters());
+                let counters = self.bpf.counters();
+                info!("bss data: {counters}");
+                if let Some(api) = self.ctx.api {
+                    api.publish_counters(counters);
+                }
             }
         }
     }

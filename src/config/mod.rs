@@ -18,6 +18,7 @@ use regex::{Regex, RegexBuilder};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Unexpected, Visitor};
 use serde::Deserialize;
 
+use crate::api::config::{ApiConfig, RawApiConfig};
 use crate::strategy::model::{Priority, Selector, Strategies, Strategy, PRIO_LEVELS};
 
 /// Shortest time slice accepted anywhere (50 µs).
@@ -80,9 +81,9 @@ impl Default for SchedulerConfig {
 pub struct Config {
     pub scheduler: SchedulerConfig,
     pub strategies: Strategies,
-    /// The `api:` section, reserved for the Gthulhu API client and kept
-    /// as written (`Null` when absent) until that client defines it.
-    pub api: serde_yaml::Value,
+    /// The `api:` section: the Gthulhu API client's settings (boxed: it is
+    /// large and rarely read).
+    pub api: Box<ApiConfig>,
 }
 
 /// Why a configuration could not be loaded; displays as one line.
@@ -176,7 +177,7 @@ pub(crate) fn read_file(path: &Path) -> Result<String, String> {
 struct RawConfig {
     scheduler: Option<RawScheduler>,
     strategies: Option<Vec<RawStrategy>>,
-    api: Option<serde_yaml::Value>,
+    api: Option<RawApiConfig>,
 }
 
 #[derive(Deserialize, Default)]
@@ -330,7 +331,12 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
     Ok(Config {
         scheduler,
         strategies: Strategies { list },
-        api: raw.api.unwrap_or(serde_yaml::Value::Null),
+        api: Box::new(
+            raw.api
+                .unwrap_or_default()
+                .validate()
+                .or_else(|e| invalid(&[Seg::Key("api"), Seg::Key(e.key)], e.message))?,
+        ),
     })
 }
 

@@ -25,7 +25,7 @@ fn empty_file_means_defaults() {
         let config = parse(yaml).unwrap();
         assert_eq!(config.scheduler, SchedulerConfig::default());
         assert!(config.strategies.is_empty());
-        assert!(config.api.is_null());
+        assert!(!config.api.enabled);
     }
 }
 
@@ -76,7 +76,10 @@ api:
         s.selector.labels,
         vec![("app".to_string(), "upf".to_string())]
     );
-    assert_eq!(config.api["url"].as_str(), Some("http://example.invalid"));
+    assert_eq!(
+        config.api.endpoints.unwrap().metrics,
+        "http://example.invalid/api/v1/metrics"
+    );
 }
 
 #[test]

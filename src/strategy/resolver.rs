@@ -12,12 +12,22 @@ use super::matcher::{rule_table, scan};
 use super::model::{PodIndex, Strategies};
 use super::procfs::ProcFs;
 use super::{Rule, RuleTable};
+use crate::api::{self, ApiUpdate};
+
+impl From<ApiUpdate> for ResolverInput {
+    fn from(update: ApiUpdate) -> Self {
+        ResolverInput::ApiStrategies(update.0)
+    }
+}
 
 /// Messages the resolver thread accepts.
 #[derive(Debug)]
 pub enum ResolverInput {
     /// A new strategy set (from the config watcher); applied at once.
     Strategies(Strategies),
+    /// The API server's complete strategy list; applied at once, after the
+    /// file's strategies (see [`crate::api::effective`]).
+    ApiStrategies(Strategies),
     /// The pods a Kubernetes watcher currently knows; applied at once.
     Pods(PodIndex),
     /// A new period between /proc scans.
@@ -49,7 +59,9 @@ pub fn spawn(
 ) -> io::Result<JoinHandle<()>> {
     let resolver = Resolver {
         proc: ProcFs::new(proc_root),
-        strategies,
+        strategies: strategies.clone(),
+        file: strategies,
+        api: Strategies::default(),
         pods: PodIndex::default(),
         scan_interval,
         inputs,
@@ -63,7 +75,10 @@ pub fn spawn(
 
 struct Resolver {
     proc: ProcFs,
+    /// What is matched: `file` then `api`.
     strategies: Strategies,
+    file: Strategies,
+    api: Strategies,
     pods: PodIndex,
     scan_interval: Duration,
     inputs: Receiver<ResolverInput>,
@@ -121,8 +136,15 @@ impl Resolver {
     /// Applies one input; returns whether a scan is needed now.
     fn apply(&mut self, input: ResolverInput, announce: &mut bool) -> bool {
         match input {
-            ResolverInput::Strategies(strategies) => {
-                self.strategies = strategies;
+            ResolverInput::Strategies(file) => {
+                self.file = file;
+                self.strategies = api::effective(&self.file, &self.api);
+                *announce = true;
+                true
+            }
+            ResolverInput::ApiStrategies(list) => {
+                self.api = list;
+                self.strategies = api::effective(&self.file, &self.api);
                 *announce = true;
                 true
             }
