@@ -13,7 +13,12 @@ BIN := target/release/gthulhu
 HAS_SCX := $(wildcard /sys/kernel/sched_ext)
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: all build deps lint unit vm-test test run vmlinux clean
+PREFIX ?= /usr/local
+DESTDIR ?=
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+IMAGE ?= 127.0.0.1:32000/gthulhu:latest
+
+.PHONY: all build deps lint unit deploy-test vm-test test run vmlinux image install clean
 
 all: build
 
@@ -30,12 +35,16 @@ lint: deps
 unit: deps
 	$(CARGO) test --release
 
+# Helm chart (lint, render, schema checks) and the systemd unit.
+deploy-test:
+	tests/deploy/run.sh
+
 # The guest sees the host's target/ read-only, so build before booting.
 vm-test: deps build
 	scripts/vm-tests.sh $(or $(KERNEL),$(KERNELS))
 
 # Serial make runs these left to right: cheap checks first, VM tests last.
-test: deps lint unit vm-test
+test: deps lint unit deploy-test vm-test
 
 ifneq ($(HAS_SCX),)
 run: build
@@ -48,6 +57,18 @@ endif
 
 vmlinux:
 	scripts/vmlinux.sh
+
+# Container image with a static binary (docker or buildah); PUSH=1 pushes it.
+image:
+	IMAGE=$(IMAGE) scripts/image.sh
+
+# Binary, systemd unit, and an example config that never replaces an existing one.
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/gthulhu
+	install -d -m 0755 $(DESTDIR)$(UNITDIR) $(DESTDIR)/etc/gthulhu
+	sed 's|/usr/local/bin/gthulhu|$(PREFIX)/bin/gthulhu|' systemd/gthulhu.service > $(DESTDIR)$(UNITDIR)/gthulhu.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/gthulhu.service
+	test -e $(DESTDIR)/etc/gthulhu/gthulhu.yaml || install -m 0644 config/gthulhu.yaml $(DESTDIR)/etc/gthulhu/gthulhu.yaml
 
 clean:
 	$(CARGO) clean

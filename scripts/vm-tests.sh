@@ -10,6 +10,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 cd "$repo"
 [ $# -ge 1 ] || set -- backports sid
+# The tests read BPF maps with bpftool; the guest sees the host's cache.
+BPFTOOL=$("$here/bpftool.sh")
+export BPFTOOL
 
 passed=0
 failed=0
@@ -66,7 +69,7 @@ else
         # lines and oopses only.
         set +e
         {
-            VM_VERBOSE=1 "$here/vm.sh" "$vmlinuz" "GTHULHU_RESULTS=$dir tests/vm/run.sh" \
+            VM_VERBOSE=1 "$here/vm.sh" "$vmlinuz" "GTHULHU_RESULTS=$dir BPFTOOL=$BPFTOOL tests/vm/run.sh" \
                 2>&1 1>&3 3>&- | tee "$dir.console.log" \
                 | grep --line-buffered -vP '^\[\s*\d+\.\d+\] (?!sched_ext|.*(BUG|Oops|panic|RIP:|Call Trace|hung|stall))' >&2
         } 3>&1

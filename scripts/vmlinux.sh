@@ -1,46 +1,19 @@
 #!/usr/bin/env bash
 # vmlinux.sh [OUT]: regenerate bpf/vmlinux.h (or OUT) from the BTF of the current
 # trixie-backports cloud kernel, the newest sched_ext kernel we test on.
-# bookworm's bpftool (7.1) is too old for these kernels' BTF, so bpftool 7.5 is taken
-# from bookworm-backports, unpacked into the cache and never installed.
+# bpftool comes from scripts/bpftool.sh (bookworm's own is too old for this BTF).
 set -euo pipefail
 
 die() { echo "vmlinux: $*" >&2; exit 1; }
 
 here=$(cd "$(dirname "$0")" && pwd)
-. "$here/lib/apt.sh"
 out=${1:-$here/../bpf/vmlinux.h}
 command -v zstd >/dev/null 2>&1 || die "zstd not found (run scripts/host-deps.sh)"
 
 vmlinuz=$("$here/fetch-kernel.sh" backports)
 kdir=$(dirname "$vmlinuz")
 
-# bpftool from bookworm-backports, cached by version.
-bt_root=$GTHULHU_CACHE/bpftool
-bpftool=""
-if apt_setup bpftool bookworm-backports; then
-    ver=$(apt_candidate bpftool)
-    [ -n "$ver" ] && [ "$ver" != "(none)" ] || die "no bpftool in bookworm-backports"
-    dir=$bt_root/$ver
-    if [ ! -x "$dir/usr/sbin/bpftool" ]; then
-        echo "vmlinux: fetching bpftool $ver" >&2
-        tmp=$bt_root/.tmp
-        rm -rf "$tmp"
-        mkdir -p "$tmp"
-        (cd "$tmp" && apt-get "${APT_OPTS[@]}" download "bpftool=$ver" >download.log 2>&1) \
-            || die "apt-get download bpftool=$ver failed (see $tmp/download.log)"
-        dpkg -x "$tmp"/bpftool_*.deb "$tmp/root" || die "dpkg -x bpftool failed"
-        rm -rf "$dir"
-        mv "$tmp/root" "$dir"
-        rm -rf "$tmp"
-    fi
-    bpftool=$dir/usr/sbin/bpftool
-else
-    # Offline: any bpftool fetched before will do.
-    bpftool=$(ls -d "$bt_root"/*/usr/sbin/bpftool 2>/dev/null | sort -V | tail -n1 || true)
-    [ -n "$bpftool" ] || die "cannot reach bookworm-backports and no cached bpftool"
-fi
-"$bpftool" version >/dev/null 2>&1 || die "$bpftool does not run"
+bpftool=$("$here/bpftool.sh")
 
 # The vmlinuz is a boot stub followed by a zstd stream holding the ELF vmlinux.
 # zstd stops at the trailing bytes after the stream ("unsupported format") but has

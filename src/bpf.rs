@@ -316,7 +316,7 @@ mod tests {
         assert_eq!(size_of::<queued_task>(), 64);
         assert_eq!(size_of::<dispatched_task>(), 48);
         assert_eq!(size_of::<task_rule>(), 16);
-        assert!(QUEUED_CAPACITY > 10_000);
+        const { assert!(QUEUED_CAPACITY > 10_000) };
     }
 
     #[test]
