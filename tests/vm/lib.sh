@@ -98,6 +98,8 @@ cleanup_gthulhu() {
 
 # bss_lines: number of `bss data:` lines logged so far.
 bss_lines() { grep -c 'bss data:' "$GLOG" 2>/dev/null || true; }
+# bss_after N K: at least K more `bss data:` lines than N have been logged.
+bss_after() { [ "$(bss_lines)" -ge $(($1 + $2)) ]; }
 # bss_field NAME [N]: counter NAME from the N-th `bss data:` line (default: last).
 bss_field() {
     local line

@@ -46,7 +46,6 @@ case_load() {
     stop_gthulhu
     assert_eq "$GRC" 0 "gthulhu exit code after the load"
 }
-bss_after() { [ "$(bss_lines)" -ge $(($1 + $2)) ]; }
 
 # b. SIGTERM: gthulhu detaches, logs why, exits 0, and the kernel is back to default.
 case_sigterm() {
