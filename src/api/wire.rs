@@ -7,15 +7,13 @@
 //! entry is refused as a whole (the caller then keeps what it had).
 
 use std::collections::HashMap;
-use std::fmt;
 
 use regex::{Regex, RegexBuilder};
-use serde::de::{self, Deserializer, Unexpected, Visitor};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use crate::config::{MAX_LIST, MAX_REGEX_LEN, SLICE_NS_MAX};
 use crate::counters::Counters;
-use crate::strategy::model::{Priority, Selector, Strategies, Strategy, PRIO_LEVELS};
+use crate::strategy::model::{Priority, Selector, Strategies, Strategy};
 
 /// At most this many strategies in one response (the server sends one per
 /// process of each pod an intent selects).
@@ -121,7 +119,7 @@ struct StrategiesResponse {
 /// One strategy as the server sends it.
 #[derive(Deserialize)]
 struct WireStrategy {
-    priority: Option<WirePriority>,
+    priority: Option<Priority>,
     /// Time slice in ns; 0 or absent = the default slice.
     execution_time: Option<u64>,
     /// The process the server resolved the intent to; 0 or absent = none.
@@ -134,47 +132,6 @@ struct WireStrategy {
 struct WireLabel {
     key: String,
     value: String,
-}
-
-/// A boolean (older servers: `true` = level 0) or a level `0..=7`.
-struct WirePriority(Priority);
-
-impl<'de> Deserialize<'de> for WirePriority {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(PriorityVisitor)
-    }
-}
-
-struct PriorityVisitor;
-
-impl Visitor<'_> for PriorityVisitor {
-    type Value = WirePriority;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "a boolean or an integer 0..={}", PRIO_LEVELS - 1)
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<WirePriority, E> {
-        Ok(WirePriority(if v {
-            Priority::Level(0)
-        } else {
-            Priority::NoBoost
-        }))
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<WirePriority, E> {
-        match u8::try_from(v) {
-            Ok(level) if level < PRIO_LEVELS => Ok(WirePriority(Priority::Level(level))),
-            _ => Err(E::invalid_value(Unexpected::Unsigned(v), &self)),
-        }
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<WirePriority, E> {
-        match u64::try_from(v) {
-            Ok(v) => self.visit_u64(v),
-            Err(_) => Err(E::invalid_value(Unexpected::Signed(v), &self)),
-        }
-    }
 }
 
 /// One checked strategy from the server, in a form that compares equal
@@ -279,7 +236,7 @@ fn check_entry(
             "selectors[{i}]: expected a key of 1..={MAX_LABEL_LEN} bytes and a value of at most {MAX_LABEL_LEN}, without control characters"
         ));
     }
-    let priority = wire.priority.map_or(Priority::NoBoost, |p| p.0);
+    let priority = wire.priority.unwrap_or(Priority::NoBoost);
     // The server resolves label selectors into pids itself, so an entry
     // with a pid is matched by pid (and command); without one, its labels
     // are matched locally like a file strategy's.

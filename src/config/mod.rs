@@ -15,11 +15,11 @@ use std::io::Read;
 use std::path::Path;
 
 use regex::{Regex, RegexBuilder};
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Unexpected, Visitor};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use crate::api::config::{ApiConfig, RawApiConfig};
-use crate::strategy::model::{Priority, Selector, Strategies, Strategy, PRIO_LEVELS};
+use crate::strategy::model::{Priority, Selector, Strategies, Strategy};
 
 /// Shortest time slice accepted anywhere (50 µs).
 pub const SLICE_NS_MIN: u64 = 50_000;
@@ -194,7 +194,7 @@ struct RawScheduler {
 #[serde(deny_unknown_fields, expecting = "a strategy mapping")]
 struct RawStrategy {
     name: String,
-    priority: Option<RawPriority>,
+    priority: Option<Priority>,
     execution_time: Option<u64>,
     pid: Option<i64>,
     pids: Option<Vec<i64>>,
@@ -210,48 +210,6 @@ struct RawStrategy {
 struct RawLabel {
     key: String,
     value: String,
-}
-
-/// A priority as written: a level `0..=7`, or Gthulhu's older boolean
-/// (`true` = level 0, `false` = no boost).
-struct RawPriority(Priority);
-
-impl<'de> Deserialize<'de> for RawPriority {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(PriorityVisitor)
-    }
-}
-
-struct PriorityVisitor;
-
-impl Visitor<'_> for PriorityVisitor {
-    type Value = RawPriority;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "an integer 0..={} or a boolean", PRIO_LEVELS - 1)
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawPriority, E> {
-        Ok(RawPriority(if v {
-            Priority::Level(0)
-        } else {
-            Priority::NoBoost
-        }))
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawPriority, E> {
-        match u8::try_from(v) {
-            Ok(level) if level < PRIO_LEVELS => Ok(RawPriority(Priority::Level(level))),
-            _ => Err(E::invalid_value(Unexpected::Unsigned(v), &self)),
-        }
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawPriority, E> {
-        match u64::try_from(v) {
-            Ok(v) => self.visit_u64(v),
-            Err(_) => Err(E::invalid_value(Unexpected::Signed(v), &self)),
-        }
-    }
 }
 
 /// A place in the document: a mapping key or a sequence index.
@@ -402,7 +360,7 @@ fn validate_strategy(
             format!("expected 1..={MAX_NAME} bytes without control characters"),
         );
     }
-    let priority = raw.priority.map_or(Priority::NoBoost, |p| p.0);
+    let priority = raw.priority.unwrap_or(Priority::NoBoost);
     let execution_time = match raw.execution_time {
         Some(ns) => Some(in_range(
             &at("execution_time"),

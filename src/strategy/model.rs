@@ -4,7 +4,11 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 
+use std::fmt;
+
 use regex::Regex;
+use serde::de::{self, Deserializer, Unexpected, Visitor};
+use serde::Deserialize;
 
 /// Number of priority levels a strategy can ask for: 0 (highest) to 7.
 pub const PRIO_LEVELS: u8 = 8;
@@ -26,6 +30,46 @@ pub enum Priority {
     Level(u8),
     /// No boost: the strategy only sets a time slice.
     NoBoost,
+}
+
+/// As written in the config file or sent by a Gthulhu API server: a level
+/// `0..=7`, or Gthulhu's older boolean (`true` = level 0, `false` = no boost).
+impl<'de> Deserialize<'de> for Priority {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(PriorityVisitor)
+    }
+}
+
+struct PriorityVisitor;
+
+impl Visitor<'_> for PriorityVisitor {
+    type Value = Priority;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "an integer 0..={} or a boolean", PRIO_LEVELS - 1)
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Priority, E> {
+        Ok(if v {
+            Priority::Level(0)
+        } else {
+            Priority::NoBoost
+        })
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Priority, E> {
+        match u8::try_from(v) {
+            Ok(level) if level < PRIO_LEVELS => Ok(Priority::Level(level)),
+            _ => Err(E::invalid_value(Unexpected::Unsigned(v), &self)),
+        }
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Priority, E> {
+        match u64::try_from(v) {
+            Ok(v) => self.visit_u64(v),
+            Err(_) => Err(E::invalid_value(Unexpected::Signed(v), &self)),
+        }
+    }
 }
 
 impl Priority {
