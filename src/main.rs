@@ -212,7 +212,7 @@ fn run(opts: &Options) -> Result<ExitCode, String> {
             },
         )?;
         info!(
-            "gthulhu attached: {} CPUs, slice {} us (min {} us), watchdog {} ms, {} strategies",
+            "gthulhu attached: {} CPUs, slice {} us (min {} us), watchdog {} ms, {} file strategies",
             topology.nr_online(),
             settings.slice_ns / 1000,
             settings.slice_min_ns / 1000,
