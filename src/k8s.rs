@@ -477,147 +477,20 @@ fn status_message(body: &[u8]) -> Option<String> {
 }
 
 #[cfg(test)]
+mod pod_strategies;
+#[cfg(test)]
+pub(crate) mod testing;
+
+#[cfg(test)]
 mod tests {
+    use super::testing::{config, ok, pod, pod_list, Answer, FakeApi, Files, TOKEN};
     use super::*;
-    use std::io::{BufRead, BufReader, Write};
-    use std::net::{TcpListener, TcpStream};
+    use std::net::TcpListener;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Mutex;
     use std::time::Instant;
 
-    const NODE: &str = "node-1";
-    const TOKEN: &str = "test-token.abc";
     const UID_A: &str = "0f2c3ad4-7c1e-4a7b-9d52-2c3c1b1f0a01";
     const UID_B: &str = "5B8A1E7C-1111-4222-8333-944455556666";
-
-    /// One canned answer of the fake API server.
-    #[derive(Clone)]
-    struct Answer {
-        status: u16,
-        body: String,
-    }
-
-    fn ok(body: &str) -> Answer {
-        Answer {
-            status: 200,
-            body: body.to_string(),
-        }
-    }
-
-    /// A fake API server on 127.0.0.1: answers every request with the
-    /// current `answer` and records each request's head.
-    struct FakeApi {
-        url: String,
-        answer: Arc<Mutex<Answer>>,
-        requests: Arc<Mutex<Vec<String>>>,
-        served: Arc<AtomicUsize>,
-    }
-
-    impl FakeApi {
-        fn start(answer: Answer) -> FakeApi {
-            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-            let url = format!("http://{}", listener.local_addr().unwrap());
-            let answer = Arc::new(Mutex::new(answer));
-            let requests = Arc::new(Mutex::new(Vec::new()));
-            let served = Arc::new(AtomicUsize::new(0));
-            let (a, r, s) = (answer.clone(), requests.clone(), served.clone());
-            thread::spawn(move || {
-                for stream in listener.incoming() {
-                    let Ok(stream) = stream else { return };
-                    serve(stream, &a.lock().unwrap().clone(), &r);
-                    s.fetch_add(1, Ordering::SeqCst);
-                }
-            });
-            FakeApi {
-                url,
-                answer,
-                requests,
-                served,
-            }
-        }
-
-        fn set(&self, answer: Answer) {
-            *self.answer.lock().unwrap() = answer;
-        }
-
-        fn served(&self) -> usize {
-            self.served.load(Ordering::SeqCst)
-        }
-
-        fn last_request(&self) -> String {
-            self.requests.lock().unwrap().last().cloned().unwrap()
-        }
-    }
-
-    fn serve(stream: TcpStream, answer: &Answer, requests: &Mutex<Vec<String>>) {
-        let mut reader = BufReader::new(stream);
-        let mut head = String::new();
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                break;
-            }
-            head.push_str(&line);
-        }
-        requests.lock().unwrap().push(head);
-        let mut stream = reader.into_inner();
-        let _ = write!(
-            stream,
-            "HTTP/1.1 {} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
-            answer.status,
-            answer.body.len(),
-            answer.body
-        );
-    }
-
-    struct Files {
-        dir: PathBuf,
-    }
-
-    impl Files {
-        fn new(name: &str) -> Files {
-            let dir =
-                std::env::temp_dir().join(format!("gthulhu-k8s-{name}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(dir.join("token"), format!("{TOKEN}\n")).unwrap();
-            Files { dir }
-        }
-    }
-
-    impl Drop for Files {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-
-    fn config(url: &str, files: &Files) -> ApiConfig {
-        ApiConfig {
-            base_url: url.to_string(),
-            token_path: files.dir.join("token"),
-            ca_path: files.dir.join("ca.crt"),
-            node_name: NODE.to_string(),
-            refresh: Duration::from_millis(30),
-            timeout: Duration::from_secs(5),
-            max_response_bytes: 1 << 20,
-            retry_min: Duration::from_millis(10),
-            retry_max: Duration::from_millis(40),
-            allow_plain_http: true,
-        }
-    }
-
-    fn pod(uid: &str, namespace: &str, labels: &str) -> String {
-        format!(
-            r#"{{"metadata":{{"uid":"{uid}","namespace":"{namespace}","name":"p","labels":{labels},"managedFields":[{{"manager":"kubelet"}}]}},"spec":{{"nodeName":"{NODE}"}},"status":{{"phase":"Running"}}}}"#
-        )
-    }
-
-    fn pod_list(kind: &str, items: &[String]) -> String {
-        format!(
-            r#"{{"kind":"{kind}","apiVersion":"v1","metadata":{{"resourceVersion":"42"}},"items":[{}]}}"#,
-            items.join(",")
-        )
-    }
 
     fn two_pods() -> String {
         pod_list(

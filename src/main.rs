@@ -155,11 +155,19 @@ fn watch_pods(
     let Some(api) = k8s::ApiConfig::in_cluster(POD_REFRESH)? else {
         return Ok(None);
     };
+    send_pods_to_resolver(api, resolver_inputs).map(Some)
+}
+
+/// Starts listing the pods of `api`'s node, each new list going to the
+/// resolver; the thread ends with the resolver.
+fn send_pods_to_resolver(
+    api: k8s::ApiConfig,
+    resolver_inputs: &mpsc::Sender<ResolverInput>,
+) -> Result<k8s::Watcher, String> {
     let inputs = resolver_inputs.clone();
     k8s::spawn(api, move |pods| {
         inputs.send(ResolverInput::Pods(pods)).is_ok()
     })
-    .map(Some)
 }
 
 fn run(opts: &Options) -> Result<ExitCode, String> {
