@@ -8,9 +8,9 @@ bin=${GTHULHU_BIN:-target/release/gthulhu}
 args=(--interval 2)
 [ -f config/gthulhu.yaml ] && args+=(--config config/gthulhu.yaml)
 mkdir -p results
-# /tmp is read-only in the guest (overlayfs is a module it cannot load); stress-ng
-# needs a scratch dir.
-touch /tmp/.w 2>/dev/null || mount -t tmpfs -o mode=1777 tmpfs /tmp
+# stress-ng needs a scratch dir ($TMPDIR).
+. scripts/guest-scratch.sh
+use_scratch results/demo-tmp
 "$bin" "${args[@]}" 2> >(tee results/demo-gthulhu.log >&2) &
 pid=$!
 for _ in $(seq 200); do
@@ -19,7 +19,7 @@ for _ in $(seq 200); do
     sleep 0.1
 done
 echo "demo: sched_ext state=$(cat /sys/kernel/sched_ext/state) ops=$(cat /sys/kernel/sched_ext/root/ops 2>/dev/null)" >&2
-(cd /tmp && stress-ng --cpu 4 --fork 2 --timeout 20s --metrics-brief --temp-path /tmp) || true
+(cd "$TMPDIR" && stress-ng --cpu 4 --fork 2 --timeout 20s --metrics-brief --temp-path "$TMPDIR") || true
 kill -TERM "$pid"
 rc=0
 wait "$pid" || rc=$?

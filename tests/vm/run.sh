@@ -10,13 +10,9 @@ RESULTS=$GTHULHU_RESULTS
 mkdir -p "$RESULTS"
 rm -f "$RESULTS"/cases.txt "$RESULTS"/measures.txt "$RESULTS"/*.log "$RESULTS"/*.txt
 
-# virtme-ng overlays /tmp (and /etc, /var) with overlayfs, a module in Debian's cloud
-# kernels that the guest cannot load (we fetch no modules), so /tmp stays read-only.
-# Tests and stress-ng need a scratch dir: give /tmp a tmpfs.
-if ! touch /tmp/.gthulhu-w 2>/dev/null && [ "$(id -u)" = 0 ]; then
-    mount -t tmpfs -o mode=1777 tmpfs /tmp || echo "run: cannot mount a tmpfs on /tmp" >&2
-fi
-rm -f /tmp/.gthulhu-w
+# Tests and stress-ng need a scratch dir ($TMPDIR).
+. scripts/guest-scratch.sh
+use_scratch "$RESULTS/tmp"
 
 # Guest uptime when the tests start = how long the boot took.
 echo "measure: boot_s=$(cut -d' ' -f1 /proc/uptime)" | tee -a "$RESULTS/measures.txt"

@@ -68,7 +68,7 @@ case_rule_applied_and_edited_live() {
     # Under contention, the demo's threads run with the strategy's 2 ms slice.
     local n0 r0 r1
     n0=$(bss_lines)
-    timeout 10 stress-ng --cpu 2 --timeout 4s --temp-path /tmp >/dev/null 2>&1 || true
+    timeout 10 stress-ng --cpu 2 --timeout 4s --temp-path "${TMPDIR:-/tmp}" >/dev/null 2>&1 || true
     wait_until 5 bss_after "$n0" 1 || fail "no 'bss data:' line during the load"
     r0=$(bss_field nr_rule_slice_runs "$((n0 + 1))")
     wait_until 5 bss_after "$n0" 2 || fail "only one 'bss data:' line during the load"
