@@ -36,7 +36,7 @@ unit: deps
 	$(CARGO) test --release
 
 # Helm chart (lint, render, schema checks) and the systemd unit.
-deploy-test:
+deploy-test: build
 	tests/deploy/run.sh
 
 # The guest sees the host's target/ read-only, so build before booting.
