@@ -228,18 +228,46 @@ static void dispatch_in_kernel(struct task_struct *p, u64 enq_flags)
 	kick_idle_cpu(p);
 }
 
+/*
+ * A waking task of the highest strategy level skips the round trip through
+ * user space: it goes straight to an idle CPU, or preempts its own CPU. Only
+ * while its virtual time is at most TOP_BOOST_SLICES default slices ahead of
+ * the clock, the same bound user space applies (src/policy.rs), so a level-0
+ * task that keeps the CPU busy loses the fast path and waits its turn.
+ */
+#define TOP_BOOST_SLICES 16
+
+static const struct task_rule *top_priority_wakeup(struct task_struct *p)
+{
+	const struct task_rule *rule = lookup_rule(p);
+	struct task_ctx *tctx;
+
+	if (!rule || rule->priority != PRIO_TOP)
+		return NULL;
+	tctx = lookup_task_ctx(p);
+	if (!tctx || time_before(vtime_now + TOP_BOOST_SLICES * slice_ns, tctx->vtime))
+		return NULL;
+	return rule;
+}
+
+static u64 rule_slice(const struct task_rule *rule)
+{
+	return rule->slice_ns ?: slice_ns;
+}
+
 s32 BPF_STRUCT_OPS(gthulhu_select_cpu, struct task_struct *p, s32 prev_cpu,
 		   u64 wake_flags)
 {
+	const struct task_rule *rule = NULL;
 	bool is_idle = false;
 	s32 cpu;
 
-	/* Only the scheduler itself is placed here; user space places the rest. */
-	if (!is_usersched(p))
+	/* User space places every other task. */
+	if (!is_usersched(p) && !(rule = top_priority_wakeup(p)))
 		return prev_cpu;
 	cpu = scx_bpf_select_cpu_dfl(p, prev_cpu, wake_flags, &is_idle);
 	if (is_idle) {
-		dsq_insert(p, SCX_DSQ_LOCAL, SCX_SLICE_DFL, 0);
+		dsq_insert(p, SCX_DSQ_LOCAL, rule ? rule_slice(rule) : SCX_SLICE_DFL, 0);
 		__sync_fetch_and_add(&nr_kernel_dispatches, 1);
 	}
 	return cpu;
@@ -280,6 +308,15 @@ void BPF_STRUCT_OPS(gthulhu_enqueue, struct task_struct *p, u64 enq_flags)
 	tctx = lookup_task_ctx(p);
 	if (!tctx) {
 		dispatch_in_kernel(p, enq_flags);
+		return;
+	}
+
+	/* No idle CPU for a waking top-priority task: preempt its CPU. */
+	if ((enq_flags & SCX_ENQ_WAKEUP) && (rule = top_priority_wakeup(p))) {
+		remember_rule(tctx, rule);
+		tctx->gen++;
+		dsq_insert(p, SCX_DSQ_LOCAL, rule_slice(rule), enq_flags | SCX_ENQ_PREEMPT);
+		__sync_fetch_and_add(&nr_kernel_dispatches, 1);
 		return;
 	}
 

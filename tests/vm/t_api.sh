@@ -54,7 +54,7 @@ start_server() {
         --port-file "$PORT_FILE.new" --private-key "$DIR/server_private.pem" "$@" \
         2>>"$DIR/server.stderr" &
     SRV_PID=$!
-    wait_until 10 test -s "$PORT_FILE.new" || fail "fake API server did not start"
+    wait_until 30 test -s "$PORT_FILE.new" || fail "fake API server did not start within 30 s"
     mv "$PORT_FILE.new" "$PORT_FILE"
 }
 stop_server() {
