@@ -18,7 +18,7 @@ DESTDIR ?=
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 IMAGE ?= 127.0.0.1:32000/gthulhu:latest
 
-.PHONY: all build deps lint unit deploy-test vm-test test run vmlinux image install clean
+.PHONY: all build deps lint unit deploy-test vm-test test run bench vmlinux image install clean
 
 all: build
 
@@ -54,6 +54,10 @@ else
 run: deps build
 	scripts/vm.sh "$$(scripts/fetch-kernel.sh backports)" scripts/vm-demo.sh
 endif
+
+# Latency, throughput and overhead side by side with EEVDF (and scx_rustland).
+bench: deps build
+	scripts/bench.sh
 
 vmlinux:
 	scripts/vmlinux.sh
