@@ -166,9 +166,12 @@ impl<'obj> Bpf<'obj> {
         unsafe { BorrowedFd::borrow_raw(fd) }
     }
 
-    /// Move every record waiting in "queued" into the inbox and return it.
-    pub fn drain_queued(&self) -> std::cell::RefMut<'_, Vec<QueuedTask>> {
-        self.queued.consume_raw();
+    /// Move up to `max` records waiting in "queued" into the inbox and
+    /// return it; the rest stay in the ring buffer for the next call.
+    pub fn drain_queued(&self, max: usize) -> std::cell::RefMut<'_, Vec<QueuedTask>> {
+        if max > 0 {
+            self.queued.consume_raw_n(max);
+        }
         self.inbox.borrow_mut()
     }
 

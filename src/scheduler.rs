@@ -104,12 +104,14 @@ impl<'a, 'obj> Scheduler<'a, 'obj> {
     /// One round: turn every queued task into a decision and send it.
     /// Returns how many decisions were sent.
     fn schedule(&mut self) -> usize {
-        let mut inbox = self.bpf.drain_queued();
+        // Take no more than the run queue has room for: tasks held back
+        // when "dispatched" was full still occupy it.
+        let mut inbox = self.bpf.drain_queued(QUEUED_CAPACITY - self.runq.len());
         let waiting = inbox.len() + self.runq.len();
         for q in inbox.drain(..) {
             let task = runnable(&q);
             let decision = self.policy.decide(&task, waiting);
-            // Cannot fail: the queue is as large as the ring buffer.
+            // Cannot fail: at most the room left was drained.
             let _ = self.runq.push(task, decision);
         }
         drop(inbox);
