@@ -24,7 +24,7 @@ mod topology;
 use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, OnceLock};
 use std::time::Duration;
 
 use log::{error, info, warn, LevelFilter};
@@ -120,7 +120,9 @@ fn load_config(
         return Ok((None, Config::default()));
     };
     let waker = events.waker();
-    let mut scheduler: Option<SchedulerConfig> = None;
+    // The scheduler section in force, set once the first load returns.
+    let started: Arc<OnceLock<SchedulerConfig>> = Arc::default();
+    let in_force = Arc::clone(&started);
     let (watcher, config) = ConfigWatcher::start(
         path.clone(),
         resolver_inputs.clone(),
@@ -129,14 +131,12 @@ fn load_config(
             let status = match event {
                 ConfigEvent::Reloaded(config) => {
                     // Strategies apply live; the scheduler section is read at start.
-                    if scheduler.as_ref().is_some_and(|s| *s != config.scheduler) {
+                    if in_force.get().is_some_and(|s| *s != config.scheduler) {
                         warn!(
                             "the scheduler: section changed; it takes effect when gthulhu restarts"
                         );
                     }
-                    let status = format!("scheduling; {} strategies", config.strategies.len());
-                    scheduler = Some(config.scheduler);
-                    status
+                    format!("scheduling; {} strategies", config.strategies.len())
                 }
                 ConfigEvent::Rejected(e) => format!("scheduling; config not reloaded: {e}"),
             };
@@ -145,6 +145,7 @@ fn load_config(
         }),
     )
     .map_err(|e| e.to_string())?;
+    let _ = started.set(config.scheduler.clone());
     Ok((Some(watcher), config))
 }
 
