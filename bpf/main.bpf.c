@@ -194,6 +194,20 @@ static void kick_idle_cpu(const struct task_struct *p)
 }
 
 /*
+ * A level-0 task goes straight to a CPU (an idle one, or its own,
+ * preempting what runs there) only while its virtual time is at most
+ * TOP_BOOST_SLICES default slices ahead of the clock: the same bound user
+ * space applies (src/policy.rs), so a level-0 task that keeps a CPU busy
+ * loses this and waits its turn like the others.
+ */
+#define TOP_BOOST_SLICES 16
+
+static bool within_top_boost(const struct task_ctx *tctx)
+{
+	return !time_before(vtime_now + TOP_BOOST_SLICES * slice_ns, tctx->vtime);
+}
+
+/*
  * Dispatch a task without asking user space: the task keeps its virtual
  * time, bounded so a long sleeper cannot monopolize the CPU, and gets its
  * strategy's slice and priority.
@@ -215,7 +229,7 @@ static void dispatch_in_kernel(struct task_struct *p, u64 enq_flags)
 	if (rule) {
 		if (rule->slice_ns)
 			slice = rule->slice_ns;
-		if (rule->priority == PRIO_TOP) {
+		if (rule->priority == PRIO_TOP && tctx && within_top_boost(tctx)) {
 			dsq_insert(p, SCX_DSQ_LOCAL, slice, enq_flags | SCX_ENQ_PREEMPT);
 			__sync_fetch_and_add(&nr_kernel_dispatches, 1);
 			return;
@@ -228,15 +242,7 @@ static void dispatch_in_kernel(struct task_struct *p, u64 enq_flags)
 	kick_idle_cpu(p);
 }
 
-/*
- * A waking task of the highest strategy level skips the round trip through
- * user space: it goes straight to an idle CPU, or preempts its own CPU. Only
- * while its virtual time is at most TOP_BOOST_SLICES default slices ahead of
- * the clock, the same bound user space applies (src/policy.rs), so a level-0
- * task that keeps the CPU busy loses the fast path and waits its turn.
- */
-#define TOP_BOOST_SLICES 16
-
+/* A waking level-0 task skips the round trip through user space. */
 static const struct task_rule *top_priority_wakeup(struct task_struct *p)
 {
 	const struct task_rule *rule = lookup_rule(p);
@@ -245,9 +251,7 @@ static const struct task_rule *top_priority_wakeup(struct task_struct *p)
 	if (!rule || rule->priority != PRIO_TOP)
 		return NULL;
 	tctx = lookup_task_ctx(p);
-	if (!tctx || time_before(vtime_now + TOP_BOOST_SLICES * slice_ns, tctx->vtime))
-		return NULL;
-	return rule;
+	return tctx && within_top_boost(tctx) ? rule : NULL;
 }
 
 static u64 rule_slice(const struct task_rule *rule)
