@@ -91,6 +91,7 @@ struct task_ctx {
 	u64 start_ts;		/* when the task started its current run */
 	u64 rule_slice_ns;	/* slice of the rule it was enqueued under, 0: none */
 	bool has_rule;		/* a strategy selected it at its last enqueue */
+	bool boosted;		/* ... with a priority level, not just a slice */
 };
 
 struct {
@@ -151,6 +152,7 @@ static const struct task_rule *lookup_rule(const struct task_struct *p)
 static void remember_rule(struct task_ctx *tctx, const struct task_rule *rule)
 {
 	tctx->has_rule = rule != NULL;
+	tctx->boosted = rule && rule->priority < PRIO_LEVELS;
 	tctx->rule_slice_ns = rule ? rule->slice_ns : 0;
 }
 
@@ -457,7 +459,11 @@ void BPF_STRUCT_OPS(gthulhu_running, struct task_struct *p)
 		if (tctx->rule_slice_ns && p->scx.slice == tctx->rule_slice_ns)
 			__sync_fetch_and_add(&nr_rule_slice_runs, 1);
 	}
-	if (time_before(vtime_now, tctx->vtime))
+	/*
+	 * Boosted tasks run ahead of their vtime order: letting them move the
+	 * clock would let a boosted hog drag it along and never lose its boost.
+	 */
+	if (!tctx->boosted && time_before(vtime_now, tctx->vtime))
 		vtime_now = tctx->vtime;
 }
 
