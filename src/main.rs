@@ -14,6 +14,7 @@ mod events;
 mod host;
 mod k8s;
 mod logger;
+mod metrics;
 mod notify;
 mod policy;
 mod rules;
@@ -24,7 +25,7 @@ mod topology;
 use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use log::{error, info, warn, LevelFilter};
@@ -34,6 +35,7 @@ use crate::cli::{Command, Options};
 use crate::config::watch::{ConfigEvent, ConfigWatcher};
 use crate::config::{Config, SchedulerConfig};
 use crate::events::Events;
+use crate::metrics::Metrics;
 use crate::policy::PolicyParams;
 use crate::rules::RuleMirror;
 use crate::scheduler::{Context, Outcome, Scheduler};
@@ -115,11 +117,13 @@ fn load_config(
     opts: &Options,
     events: &Events,
     resolver_inputs: &mpsc::Sender<resolver::ResolverInput>,
+    metrics: &Arc<Metrics>,
 ) -> Result<(Option<ConfigWatcher>, Config), String> {
     let Some(path) = &opts.config else {
         return Ok((None, Config::default()));
     };
     let waker = events.waker();
+    let metrics = Arc::clone(metrics);
     let mut scheduler: Option<SchedulerConfig> = None;
     let (watcher, config) = ConfigWatcher::start(
         path.clone(),
@@ -128,6 +132,7 @@ fn load_config(
             // `systemctl status` shows how the last reload went.
             let status = match event {
                 ConfigEvent::Reloaded(config) => {
+                    metrics.config_reloaded(true);
                     // Strategies apply live; the scheduler section is read at start.
                     if scheduler.as_ref().is_some_and(|s| *s != config.scheduler) {
                         warn!(
@@ -138,7 +143,10 @@ fn load_config(
                     scheduler = Some(config.scheduler);
                     status
                 }
-                ConfigEvent::Rejected(e) => format!("scheduling; config not reloaded: {e}"),
+                ConfigEvent::Rejected(e) => {
+                    metrics.config_reloaded(false);
+                    format!("scheduling; config not reloaded: {e}")
+                }
             };
             let _ = notify::ready(&status);
             waker.wake();
@@ -175,8 +183,12 @@ fn run(opts: &Options) -> Result<ExitCode, String> {
     let events = Events::new()?;
     let (resolver_inputs, resolver_rx) = mpsc::channel();
     let (rules_tx, rules_rx) = mpsc::channel();
-    let (watcher, config) = load_config(opts, &events, &resolver_inputs)?;
+    let metrics = Arc::new(Metrics::default());
+    let (watcher, config) = load_config(opts, &events, &resolver_inputs, &metrics)?;
     let settings = Settings::new(&config.scheduler, opts)?;
+    if let Some(addr) = config.metrics.listen {
+        metrics::server::spawn(addr, Arc::clone(&metrics))?;
+    }
     let topology = Topology::from_sysfs(Path::new("/sys"))?;
 
     // In a pod, see other pods' cgroup paths in full (before any thread starts).
@@ -238,6 +250,7 @@ fn run(opts: &Options) -> Result<ExitCode, String> {
             interval: settings.interval,
             resolver: &resolver_inputs,
             api: api.as_ref(),
+            metrics: config.metrics.listen.map(|_| &*metrics),
         };
         let params = PolicyParams {
             slice_ns: settings.slice_ns,
@@ -254,6 +267,7 @@ fn run(opts: &Options) -> Result<ExitCode, String> {
             }
             Outcome::Exited(exit) if exit.wants_restart() => {
                 info!("exit: {exit}; restarting as the kernel asked");
+                metrics.kernel_exited(exit.to_string());
             }
             Outcome::Exited(exit) => {
                 error!("exit: {exit}");
