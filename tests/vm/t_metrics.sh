@@ -34,7 +34,7 @@ for k in sys.argv[2:]:
 print("" if v == {} else (int(v) if isinstance(v, float) and v.is_integer() else v))
 ' "$@"
 }
-demo_selected() { [ "$(field "$(summary)" strategies demo tasks)" = 2 ] 2>/dev/null; }
+demo_selected() { [ "$(field "$(summary)" strategies demo tasks)" -ge 1 ] 2>/dev/null; }
 
 case_strategy_latency_and_dispatches_move() {
     "$PY" -c 'import prometheus_client.parser' ||
@@ -49,7 +49,7 @@ YAML
     # A process of two spinning threads (three tasks with the main thread).
     "$DEMO" -c '
 import threading, time
-end = time.time() + 40
+end = time.time() + 120
 def spin():
     while time.time() < end:
         time.sleep(0.0005)
@@ -60,7 +60,7 @@ t = threading.Thread(target=spin); t.start(); spin()
 ' &
     local demo=$!
     start_gthulhu --config "$CFG"
-    wait_until 15 demo_selected || fail "/metrics never showed strategy demo selecting 2 tasks"
+    wait_until 15 demo_selected || fail "/metrics never showed strategy demo selecting a task"
 
     timeout 15 stress-ng --cpu 2 --timeout 8s --temp-path "${TMPDIR:-/tmp}" >/dev/null 2>&1 &
     local load=$!
