@@ -19,6 +19,7 @@ mod notify;
 mod policy;
 mod rules;
 mod scheduler;
+mod stats;
 mod strategy;
 mod topology;
 
@@ -59,6 +60,7 @@ fn main() -> ExitCode {
             println!("gthulhu {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        Command::Stats(addr) => ExitCode::from(stats::run(addr).clamp(0, 255) as u8),
         Command::Check(path) => {
             logger::init(LevelFilter::Warn);
             ExitCode::from(check::run(&path).clamp(0, 255) as u8)
