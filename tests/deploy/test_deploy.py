@@ -166,7 +166,8 @@ def config_is_a_directory_mount_without_subpath():
 @check
 def config_file_carries_the_values():
     config = config_file(DEFAULT)
-    assert set(config) == {"scheduler", "strategies", "api"}, sorted(config)
+    assert set(config) == {"scheduler", "strategies", "api", "metrics"}, sorted(config)
+    assert config["metrics"] == {"listen": "0.0.0.0:9100"}, config["metrics"]
     assert config["scheduler"] == DEFAULT_VALUES["scheduler"], config["scheduler"]
     assert all(type(v) is int for v in config["scheduler"].values()), config["scheduler"]
     assert config["strategies"] == []
@@ -194,6 +195,31 @@ def config_file_is_accepted_by_gthulhu_check():
             run = subprocess.run([str(binary), "check", "--config", str(path)],
                                  capture_output=True, text=True, timeout=60)
             assert run.returncode == 0, f"{name}: {run.stderr.strip()}"
+
+
+@check
+def metrics_port_and_scrape_annotations_follow_the_values():
+    pod, c = container(DEFAULT)
+    assert c["ports"] == [{"name": "metrics", "containerPort": 9100, "protocol": "TCP"}], c.get("ports")
+    meta = one(DEFAULT, "DaemonSet")["spec"]["template"]["metadata"]
+    assert meta["annotations"] == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "9100",
+        "prometheus.io/path": "/metrics",
+    }, meta.get("annotations")
+
+    objects, _ = render({"metrics": {"port": 9464, "scrapeAnnotations": False},
+                         "podAnnotations": {"a": "b"}})
+    _, c = container(objects)
+    assert c["ports"][0]["containerPort"] == 9464
+    assert config_file(objects)["metrics"] == {"listen": "0.0.0.0:9464"}
+    meta = one(objects, "DaemonSet")["spec"]["template"]["metadata"]
+    assert meta["annotations"] == {"a": "b"}, meta["annotations"]
+
+    objects, _ = render({"metrics": {"enabled": False}})
+    _, c = container(objects)
+    assert "ports" not in c and "metrics" not in config_file(objects)
+    assert "annotations" not in one(objects, "DaemonSet")["spec"]["template"]["metadata"]
 
 
 @check
