@@ -2,7 +2,8 @@
 # /metrics in a real kernel: gthulhu serves the Prometheus text format, which
 # prometheus_client's parser reads; under a load, the latency histogram and the
 # dispatch count of a strategy's tasks grow between two scrapes; a client that
-# connects and sends nothing does not stop the next scrape.
+# connects and sends nothing does not stop the next scrape; gthulhu stats
+# shows the strategy.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -99,6 +100,10 @@ t = threading.Thread(target=spin); t.start(); spin()
         measure "${s}_lat_p99_us" "$(field "$s2" strategies $s p99_us)"
     done
     measure demo_cpu_s "$(field "$s2" strategies demo cpu_seconds)"
+
+    # gthulhu stats reads the same endpoint into a table with a demo row.
+    timeout 5 "$GTHULHU_BIN" stats "$ADDR" >"$RESULTS/stats.txt" 2>&1 || true
+    grep -q '^demo ' "$RESULTS/stats.txt" || fail "gthulhu stats shows no demo row: $(head -c 500 "$RESULTS/stats.txt")"
 
     kill "$demo" 2>/dev/null || true
     stop_gthulhu
