@@ -6,7 +6,9 @@ kubernetes-validate and PyYAML. Prints one line per check and closes with
 `deploy: N passed, N failed`.
 """
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -220,6 +222,32 @@ def metrics_port_and_scrape_annotations_follow_the_values():
     _, c = container(objects)
     assert "ports" not in c and "metrics" not in config_file(objects)
     assert "annotations" not in one(objects, "DaemonSet")["spec"]["template"]["metadata"]
+
+
+@check
+def service_monitor_and_dashboard_are_opt_in():
+    kinds = {o["kind"] for o in DEFAULT.values()}
+    assert "ServiceMonitor" not in kinds and "Service" not in kinds, kinds
+    objects, _ = render({"metrics": {"serviceMonitor": {"enabled": True},
+                                     "grafanaDashboard": {"enabled": True}}})
+    monitor = one(objects, "ServiceMonitor")
+    service = one(objects, "Service")
+    pod_labels = one(objects, "DaemonSet")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"] == "metrics"
+    dashboards = [o for o in objects.values()
+                  if o["kind"] == "ConfigMap" and o["metadata"]["labels"].get("grafana_dashboard") == "1"]
+    assert len(dashboards) == 1, [o["metadata"]["name"] for o in objects.values()]
+    dashboard = json.loads(dashboards[0]["data"]["gthulhu.json"])
+    # Every metric the dashboard plots is one gthulhu serves.
+    served = set(re.findall(r"gthulhu_[a-z_]+", (ROOT / "src/metrics/mod.rs").read_text()))
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    assert any("histogram_quantile" in e and "strategy" in e for e in exprs)
+    for e in exprs:
+        for name in re.findall(r"gthulhu_[a-z_]+", e):
+            base = re.sub(r"_(bucket|sum|count)$", "", name)
+            assert base in served, f"{name} in {e!r} is not served"
 
 
 @check
