@@ -240,6 +240,7 @@ impl Scheduler<'_, '_> {
         let snapshot = Snapshot {
             counters: self.bpf.counters(),
             slots,
+            api: self.ctx.api.map(|api| api.status()),
         };
         if let Ok(mut current) = metrics.snapshot.try_lock() {
             *current = snapshot;

@@ -223,6 +223,7 @@ mod tests {
                 tasks: Some(2),
                 stats,
             }],
+            api: None,
         };
         render(&snapshot, &Health::default())
     }

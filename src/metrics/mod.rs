@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::api::ApiStatus;
 use crate::counters::Counters;
 
 /// Stats slots BPF keeps: strategies 0..MAX_STRATEGY_SLOTS (bpf/intf.h).
@@ -56,6 +57,8 @@ pub struct SlotSnapshot {
 pub struct Snapshot {
     pub counters: Counters,
     pub slots: Vec<SlotSnapshot>,
+    /// The Gthulhu API client's state, when it is enabled.
+    pub api: Option<ApiStatus>,
 }
 
 /// Everything the metrics thread reads; shared with the loop and main.
@@ -344,6 +347,30 @@ pub fn render(s: &Snapshot, h: &Health) -> String {
             out,
             "gthulhu_config_last_reload_success_timestamp_seconds {}",
             h.last_reload_ok_unix
+        );
+    }
+    if let Some(api) = s.api {
+        header(
+            &mut out,
+            "gthulhu_api_consecutive_failures",
+            "gauge",
+            "Gthulhu API fetch/post cycles failed in a row (0: reachable).",
+        );
+        let _ = writeln!(
+            out,
+            "gthulhu_api_consecutive_failures {}",
+            api.consecutive_failures
+        );
+        header(
+            &mut out,
+            "gthulhu_api_last_success_timestamp_seconds",
+            "gauge",
+            "Unix time of the last good Gthulhu API cycle (0: none yet).",
+        );
+        let _ = writeln!(
+            out,
+            "gthulhu_api_last_success_timestamp_seconds {}",
+            api.last_success_unix
         );
     }
     if let Some(exit) = &h.last_exit {

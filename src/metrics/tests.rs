@@ -29,6 +29,10 @@ fn sample() -> String {
             slot("upf \"fast\"\\", Some(3), &[1_000, 3_000, 5_000_000_000]),
             slot(UNMATCHED, None, &[]),
         ],
+        api: Some(ApiStatus {
+            consecutive_failures: 3,
+            last_success_unix: 1_700_000_100,
+        }),
     };
     let health = Health {
         now_mono_ns: 12_500_000_000,
@@ -102,8 +106,10 @@ fn per_strategy_dispatches_cpu_time_and_matched_tasks() {
 }
 
 #[test]
-fn health_shows_reloads_and_the_kernel_exit() {
+fn health_shows_reloads_api_state_and_the_kernel_exit() {
     let text = sample();
+    assert!(text.contains("gthulhu_api_consecutive_failures 3\n"));
+    assert!(text.contains("gthulhu_api_last_success_timestamp_seconds 1700000100\n"));
     assert!(text.contains("gthulhu_config_reloads_total{result=\"ok\"} 2\n"));
     assert!(text.contains("gthulhu_config_reloads_total{result=\"failed\"} 1\n"));
     assert!(text.contains("gthulhu_config_last_reload_success_timestamp_seconds 1700000000\n"));
