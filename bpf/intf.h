@@ -24,6 +24,16 @@ enum gthulhu_consts {
 	PRIO_LEVELS = 8,
 	PRIO_NO_BOOST = 63,
 	MAX_RULES = 65536,
+	/* Statistics slots: one per strategy index below MAX_STRATEGY_SLOTS,
+	 * then one for tasks no strategy selects, then one shared by
+	 * strategies listed beyond MAX_STRATEGY_SLOTS. */
+	MAX_STRATEGY_SLOTS = 256,
+	SLOT_UNMATCHED = MAX_STRATEGY_SLOTS,
+	SLOT_OTHER = MAX_STRATEGY_SLOTS + 1,
+	NR_SLOTS = MAX_STRATEGY_SLOTS + 2,
+	/* Latency histogram: bucket i counts waits in [2^i, 2^(i+1)) ns; the
+	 * last one also counts everything longer. */
+	LAT_BUCKETS = 32,
 };
 
 /* queued_task.flags */
@@ -67,8 +77,20 @@ struct dispatched_task {
 /* A strategy's effect on one task or process, mirrored into task_rules. */
 struct task_rule {
 	u32 priority;		/* level, PRIO_TOP highest */
-	u32 pad;
+	u32 strategy;		/* index of the strategy that made the rule, in
+				 * the combined file+API list: its stats slot */
 	u64 slice_ns;		/* 0: use the default slice */
+};
+
+/*
+ * What the tasks of one stats slot got, per CPU (map "slot_stats", key =
+ * slot). Summed over CPUs by user space.
+ */
+struct slot_stats {
+	u64 lat[LAT_BUCKETS];	/* runnable -> running waits, log2 ns buckets */
+	u64 lat_sum_ns;		/* sum of those waits */
+	u64 dispatches;		/* tasks inserted into a dispatch queue */
+	u64 cpu_ns;		/* CPU time received */
 };
 
 #endif /* __GTHULHU_INTF_H */

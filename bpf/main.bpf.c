@@ -90,6 +90,8 @@ struct task_ctx {
 	u64 exec_runtime;	/* CPU time since the task last woke up */
 	u64 start_ts;		/* when the task started its current run */
 	u64 rule_slice_ns;	/* slice of the rule it was enqueued under, 0: none */
+	u64 enqueued_at;	/* when it was last enqueued, 0: not measured */
+	u32 slot;		/* stats slot of the rule of its last enqueue */
 	bool has_rule;		/* a strategy selected it at its last enqueue */
 	bool boosted;		/* ... with a priority level, not just a slice */
 };
@@ -122,6 +124,15 @@ struct {
 	__type(value, struct task_rule);
 } task_rules SEC(".maps");
 
+/* Per-strategy statistics, written on the scheduling path: per CPU so no
+ * two CPUs share a cache line, looked up by index (no hashing). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NR_SLOTS);
+	__type(key, u32);
+	__type(value, struct slot_stats);
+} slot_stats SEC(".maps");
+
 struct heartbeat {
 	struct bpf_timer timer;
 };
@@ -149,11 +160,61 @@ static const struct task_rule *lookup_rule(const struct task_struct *p)
 	return bpf_map_lookup_elem(&task_rules, &tgid);
 }
 
+static u32 slot_of(const struct task_rule *rule)
+{
+	if (!rule)
+		return SLOT_UNMATCHED;
+	return rule->strategy < MAX_STRATEGY_SLOTS ? rule->strategy : SLOT_OTHER;
+}
+
+static struct slot_stats *lookup_stats(u32 slot)
+{
+	return bpf_map_lookup_elem(&slot_stats, &slot);
+}
+
+/* Called at every enqueue that looked the rule up: the wait starts now. */
 static void remember_rule(struct task_ctx *tctx, const struct task_rule *rule)
 {
 	tctx->has_rule = rule != NULL;
 	tctx->boosted = rule && rule->priority < PRIO_LEVELS;
 	tctx->rule_slice_ns = rule ? rule->slice_ns : 0;
+	tctx->slot = slot_of(rule);
+	tctx->enqueued_at = bpf_ktime_get_ns();
+}
+
+static void count_dispatch(u32 slot)
+{
+	struct slot_stats *st = lookup_stats(slot);
+
+	if (st)
+		st->dispatches++;
+}
+
+/* Index of the highest set bit, 0 for 0 and 1. */
+static u32 log2_u64(u64 v)
+{
+	u32 r = 0;
+
+	if (v >> 32) { v >>= 32; r += 32; }
+	if (v >> 16) { v >>= 16; r += 16; }
+	if (v >> 8) { v >>= 8; r += 8; }
+	if (v >> 4) { v >>= 4; r += 4; }
+	if (v >> 2) { v >>= 2; r += 2; }
+	if (v >> 1) r += 1;
+	return r;
+}
+
+static void record_wait(u32 slot, u64 wait_ns)
+{
+	struct slot_stats *st = lookup_stats(slot);
+	u32 bucket = log2_u64(wait_ns);
+
+	if (!st)
+		return;
+	if (bucket >= LAT_BUCKETS)
+		bucket = LAT_BUCKETS - 1;
+	st->lat[bucket]++;
+	st->lat_sum_ns += wait_ns;
 }
 
 static bool is_usersched(const struct task_struct *p)
@@ -220,6 +281,7 @@ static void dispatch_in_kernel(struct task_struct *p, u64 enq_flags)
 	struct task_ctx *tctx = lookup_task_ctx(p);
 	u64 slice = slice_ns, vtime = vtime_now;
 
+	count_dispatch(slot_of(rule));
 	if (tctx) {
 		remember_rule(tctx, rule);
 		vtime = tctx->vtime;
@@ -410,6 +472,7 @@ static long apply_decision(struct bpf_dynptr *dynptr, void *ctx)
 	}
 	dsq_insert_vtime(p, dsq_id, d.slice_ns, d.deadline, enq_flags);
 	__sync_fetch_and_add(&nr_user_dispatches, 1);
+	count_dispatch(tctx->slot);
 
 	if (cpu >= 0)
 		scx_bpf_kick_cpu(cpu, (d.flags & DF_PREEMPT) ? SCX_KICK_PREEMPT : SCX_KICK_IDLE);
@@ -454,6 +517,10 @@ void BPF_STRUCT_OPS(gthulhu_running, struct task_struct *p)
 	if (!tctx)
 		return;
 	tctx->start_ts = now;
+	if (tctx->enqueued_at) {
+		record_wait(tctx->slot, now - tctx->enqueued_at);
+		tctx->enqueued_at = 0;
+	}
 	if (tctx->has_rule) {
 		__sync_fetch_and_add(&nr_rule_runs, 1);
 		if (tctx->rule_slice_ns && p->scx.slice == tctx->rule_slice_ns)
@@ -471,12 +538,16 @@ void BPF_STRUCT_OPS(gthulhu_stopping, struct task_struct *p, bool runnable)
 {
 	struct task_ctx *tctx = lookup_task_ctx(p);
 	u64 used, weight = p->scx.weight ?: 100;
+	struct slot_stats *st;
 
 	__sync_fetch_and_sub(&nr_running, 1);
 	if (!tctx || !tctx->start_ts)
 		return;
 	used = bpf_ktime_get_ns() - tctx->start_ts;
 	tctx->start_ts = 0;
+	st = lookup_stats(tctx->slot);
+	if (st)
+		st->cpu_ns += used;
 	tctx->exec_runtime += used;
 	/* Weighted: a nice -5 task ages about 3x slower than a nice 0 one. */
 	tctx->vtime += used * 100 / weight;

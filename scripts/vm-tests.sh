@@ -13,6 +13,9 @@ cd "$repo"
 # The tests read BPF maps with bpftool; the guest sees the host's cache.
 BPFTOOL=$("$here/bpftool.sh")
 export BPFTOOL
+# The metrics test parses /metrics with prometheus_client from a cached venv.
+PROM_PYTHON=$("$here/prom-parser.sh")
+export PROM_PYTHON
 
 passed=0
 failed=0
@@ -69,7 +72,7 @@ else
         # lines and oopses only.
         set +e
         {
-            VM_VERBOSE=1 "$here/vm.sh" "$vmlinuz" "GTHULHU_RESULTS=$dir BPFTOOL=$BPFTOOL tests/vm/run.sh" \
+            VM_VERBOSE=1 "$here/vm.sh" "$vmlinuz" "GTHULHU_RESULTS=$dir BPFTOOL=$BPFTOOL PROM_PYTHON=$PROM_PYTHON tests/vm/run.sh" \
                 2>&1 1>&3 3>&- | tee "$dir.console.log" \
                 | grep --line-buffered -vP '^\[\s*\d+\.\d+\] (?!sched_ext|.*(BUG|Oops|panic|RIP:|Call Trace|hung|stall))' >&2
         } 3>&1

@@ -14,6 +14,7 @@ use libbpf_rs::{
 };
 
 use crate::counters::Counters;
+use crate::metrics::SlotStats;
 
 // Generated code: lints are for the code we write.
 #[allow(clippy::all, unused_imports)]
@@ -21,7 +22,7 @@ mod skel {
     include!(concat!(env!("OUT_DIR"), "/gthulhu.skel.rs"));
 }
 
-use skel::types::{bss, dispatched_task, queued_task, task_rule};
+use skel::types::{bss, dispatched_task, queued_task, slot_stats, task_rule};
 pub use skel::types::{dispatched_task as DispatchedTask, queued_task as QueuedTask};
 use skel::{MainSkel, MainSkelBuilder};
 
@@ -32,6 +33,10 @@ pub const CPU_ANY: i32 = -1;
 pub const PRIO_NONE: u32 = u32::MAX;
 pub const QF_WAKEUP: u32 = 1;
 pub const DF_PREEMPT: u64 = 1;
+/// Stats slots of tasks no strategy selects, and of strategies listed
+/// beyond the per-strategy slots.
+pub const SLOT_UNMATCHED: u32 = crate::metrics::MAX_STRATEGY_SLOTS as u32;
+pub const SLOT_OTHER: u32 = SLOT_UNMATCHED + 1;
 /// Size of each ring buffer (must match max_entries in main.bpf.c).
 const RING_BYTES: usize = 1 << 20;
 /// Every record in a BPF ring buffer carries an 8-byte header.
@@ -90,6 +95,8 @@ impl std::fmt::Display for ExitInfo {
 pub struct TaskRule {
     pub priority: u32,
     pub slice_ns: u64,
+    /// Index of the strategy that made it: its stats slot in BPF.
+    pub strategy: u32,
 }
 
 pub struct Bpf<'obj> {
@@ -237,6 +244,32 @@ impl<'obj> Bpf<'obj> {
         }
     }
 
+    /// One stats slot summed over CPUs (allocates: not for the hot path).
+    pub fn slot_stats(&self, slot: u32) -> Result<SlotStats, String> {
+        let per_cpu = self
+            .skel
+            .maps
+            .slot_stats
+            .lookup_percpu(&slot.to_ne_bytes(), MapFlags::ANY)
+            .map_err(|e| format!("reading slot_stats[{slot}] failed: {e}"))?
+            .unwrap_or_default();
+        let mut total = SlotStats::default();
+        for bytes in per_cpu {
+            if bytes.len() < size_of::<slot_stats>() {
+                continue;
+            }
+            // SAFETY: length checked; the map's values are slot_stats.
+            let s = unsafe { ptr::read_unaligned(bytes.as_ptr().cast::<slot_stats>()) };
+            total.add(&SlotStats {
+                lat: s.lat,
+                lat_sum_ns: s.lat_sum_ns,
+                dispatches: s.dispatches,
+                cpu_ns: s.cpu_ns,
+            });
+        }
+        Ok(total)
+    }
+
     /// The kernel's exit record, once sched_ext stopped running us.
     pub fn exit_info(&self) -> Option<ExitInfo> {
         let bss = self.bss();
@@ -265,7 +298,7 @@ impl<'obj> Bpf<'obj> {
     pub fn set_rule(&self, id: i32, rule: TaskRule) -> Result<(), String> {
         let value = task_rule {
             priority: rule.priority,
-            pad: 0,
+            strategy: rule.strategy,
             slice_ns: rule.slice_ns,
         };
         // SAFETY: task_rule is plain old data with explicit padding.
@@ -319,6 +352,8 @@ mod tests {
         assert_eq!(size_of::<queued_task>(), 64);
         assert_eq!(size_of::<dispatched_task>(), 48);
         assert_eq!(size_of::<task_rule>(), 16);
+        let s = slot_stats::default();
+        assert_eq!(s.lat.len(), crate::metrics::LAT_BUCKETS);
         const { assert!(QUEUED_CAPACITY > 10_000) };
     }
 

@@ -13,6 +13,8 @@ USAGE:
     gthulhu check --config FILE        validate FILE and list the processes
                                        each strategy selects now (no sched_ext
                                        needed)
+    gthulhu stats [ADDR]               live table from a running gthulhu's
+                                       /metrics (default 127.0.0.1:9100)
 
 OPTIONS:
     -c, --config FILE            YAML configuration: scheduler settings and
@@ -39,6 +41,8 @@ SIGINT/SIGTERM detach cleanly; SIGHUP reloads the config file.
 pub enum Command {
     Run(Options),
     Check(PathBuf),
+    /// Show the live table of the /metrics served at this address.
+    Stats(std::net::SocketAddr),
     Help,
     Version,
 }
@@ -57,6 +61,16 @@ pub struct Options {
 /// Parse the arguments after the program name.
 pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
     let mut args = args.into_iter().peekable();
+    if args.peek().map(String::as_str) == Some("stats") {
+        args.next();
+        let addr = args.next().unwrap_or_else(|| "127.0.0.1:9100".to_string());
+        if let Some(extra) = args.next() {
+            return Err(format!("unknown argument {extra:?} (see --help)"));
+        }
+        return addr.parse().map(Command::Stats).map_err(|_| {
+            format!("stats: {addr:?} is not an IP address and port, e.g. 127.0.0.1:9100")
+        });
+    }
     let check = match args.peek().map(String::as_str) {
         Some("check") => {
             args.next();
@@ -139,6 +153,20 @@ mod tests {
 
     fn parse_str(s: &str) -> Result<Command, String> {
         parse(s.split_whitespace().map(String::from))
+    }
+
+    #[test]
+    fn stats_takes_an_optional_address() {
+        assert_eq!(
+            parse_str("stats"),
+            Ok(Command::Stats("127.0.0.1:9100".parse().unwrap()))
+        );
+        assert_eq!(
+            parse_str("stats [::1]:9464"),
+            Ok(Command::Stats("[::1]:9464".parse().unwrap()))
+        );
+        assert!(parse_str("stats localhost").is_err());
+        assert!(parse_str("stats 127.0.0.1:1 x").is_err());
     }
 
     #[test]

@@ -14,10 +14,12 @@ mod events;
 mod host;
 mod k8s;
 mod logger;
+mod metrics;
 mod notify;
 mod policy;
 mod rules;
 mod scheduler;
+mod stats;
 mod strategy;
 mod topology;
 
@@ -34,6 +36,7 @@ use crate::cli::{Command, Options};
 use crate::config::watch::{ConfigEvent, ConfigWatcher};
 use crate::config::{Config, SchedulerConfig};
 use crate::events::Events;
+use crate::metrics::Metrics;
 use crate::policy::PolicyParams;
 use crate::rules::RuleMirror;
 use crate::scheduler::{Context, Outcome, Scheduler};
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
             println!("gthulhu {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        Command::Stats(addr) => ExitCode::from(stats::run(addr).clamp(0, 255) as u8),
         Command::Check(path) => {
             logger::init(LevelFilter::Warn);
             ExitCode::from(check::run(&path).clamp(0, 255) as u8)
@@ -115,11 +119,13 @@ fn load_config(
     opts: &Options,
     events: &Events,
     resolver_inputs: &mpsc::Sender<resolver::ResolverInput>,
+    metrics: &Arc<Metrics>,
 ) -> Result<(Option<ConfigWatcher>, Config), String> {
     let Some(path) = &opts.config else {
         return Ok((None, Config::default()));
     };
     let waker = events.waker();
+    let metrics = Arc::clone(metrics);
     // The scheduler section in force, set once the first load returns.
     let started: Arc<OnceLock<SchedulerConfig>> = Arc::default();
     let in_force = Arc::clone(&started);
@@ -130,6 +136,7 @@ fn load_config(
             // `systemctl status` shows how the last reload went.
             let status = match event {
                 ConfigEvent::Reloaded(config) => {
+                    metrics.config_reloaded(true);
                     // Strategies apply live; the scheduler section is read at start.
                     if in_force.get().is_some_and(|s| *s != config.scheduler) {
                         warn!(
@@ -138,7 +145,10 @@ fn load_config(
                     }
                     format!("scheduling; {} strategies", config.strategies.len())
                 }
-                ConfigEvent::Rejected(e) => format!("scheduling; config not reloaded: {e}"),
+                ConfigEvent::Rejected(e) => {
+                    metrics.config_reloaded(false);
+                    format!("scheduling; config not reloaded: {e}")
+                }
             };
             let _ = notify::ready(&status);
             waker.wake();
@@ -176,8 +186,12 @@ fn run(opts: &Options) -> Result<ExitCode, String> {
     let events = Events::new()?;
     let (resolver_inputs, resolver_rx) = mpsc::channel();
     let (rules_tx, rules_rx) = mpsc::channel();
-    let (watcher, config) = load_config(opts, &events, &resolver_inputs)?;
+    let metrics = Arc::new(Metrics::default());
+    let (watcher, config) = load_config(opts, &events, &resolver_inputs, &metrics)?;
     let settings = Settings::new(&config.scheduler, opts)?;
+    if let Some(addr) = config.metrics.listen {
+        metrics::server::spawn(addr, Arc::clone(&metrics))?;
+    }
     let topology = Topology::from_sysfs(Path::new("/sys"))?;
 
     // In a pod, see other pods' cgroup paths in full (before any thread starts).
@@ -239,6 +253,7 @@ fn run(opts: &Options) -> Result<ExitCode, String> {
             interval: settings.interval,
             resolver: &resolver_inputs,
             api: api.as_ref(),
+            metrics: config.metrics.listen.map(|_| &*metrics),
         };
         let params = PolicyParams {
             slice_ns: settings.slice_ns,
@@ -255,6 +270,7 @@ fn run(opts: &Options) -> Result<ExitCode, String> {
             }
             Outcome::Exited(exit) if exit.wants_restart() => {
                 info!("exit: {exit}; restarting as the kernel asked");
+                metrics.kernel_exited(exit.to_string());
             }
             Outcome::Exited(exit) => {
                 error!("exit: {exit}");

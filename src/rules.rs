@@ -10,6 +10,9 @@ use crate::strategy::{Rule, RuleTable};
 pub struct RuleMirror {
     /// What the map holds now, sorted by key.
     current: Vec<(i32, Rule)>,
+    /// Strategy names and tasks selected, from the latest table; the index
+    /// is the strategy's stats slot.
+    selected: Vec<(String, usize)>,
 }
 
 /// One change to apply to the map.
@@ -24,6 +27,7 @@ impl RuleMirror {
     /// On error the mirror is forgotten, so the next table rewrites all.
     pub fn apply(&mut self, bpf: &Bpf, table: RuleTable) -> Result<usize, String> {
         let changes = diff(&self.current, &table.rules);
+        self.selected = table.selected;
         match write(bpf, &changes) {
             Ok(()) => {
                 self.current = table.rules;
@@ -34,6 +38,10 @@ impl RuleMirror {
                 Err(e)
             }
         }
+    }
+
+    pub fn selected(&self) -> &[(String, usize)] {
+        &self.selected
     }
 
     /// Write every entry again, into the fresh map of a re-attached program.
@@ -53,6 +61,7 @@ fn write(bpf: &Bpf, changes: &[Change]) -> Result<(), String> {
                 TaskRule {
                     priority: rule.priority,
                     slice_ns: rule.slice_ns,
+                    strategy: rule.strategy,
                 },
             ),
             Change::Clear(id) => bpf.clear_rule(id),
@@ -100,7 +109,21 @@ mod tests {
     use super::*;
 
     fn rule(priority: u32, slice_ns: u64) -> Rule {
-        Rule { priority, slice_ns }
+        Rule {
+            priority,
+            slice_ns,
+            strategy: 0,
+        }
+    }
+
+    #[test]
+    fn rule_moved_to_another_strategy_is_rewritten() {
+        let old = vec![(10, rule(0, 0))];
+        let moved = Rule {
+            strategy: 1,
+            ..rule(0, 0)
+        };
+        assert_eq!(diff(&old, &[(10, moved)]), vec![Change::Set(10, moved)]);
     }
 
     #[test]

@@ -10,10 +10,11 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use crate::api::ApiHandle;
 use crate::bpf::{
     Bpf, DispatchedTask, ExitInfo, QueuedTask, CPU_ANY, DF_PREEMPT, PRIO_NONE, QF_WAKEUP,
-    QUEUED_CAPACITY,
+    QUEUED_CAPACITY, SLOT_OTHER, SLOT_UNMATCHED,
 };
 use crate::config::watch::ConfigWatcher;
 use crate::events::Events;
+use crate::metrics::{Metrics, SlotSnapshot, Snapshot, MAX_STRATEGY_SLOTS, OTHER, UNMATCHED};
 use crate::notify;
 use crate::policy::{Decision, Policy, PolicyParams, RunQueue, Runnable};
 use crate::rules::RuleMirror;
@@ -24,6 +25,8 @@ use crate::topology::{IdleCpus, Topology};
 /// How long the loop sleeps at most when idle: bounds how late it notices
 /// that the kernel ejected the scheduler.
 const MAX_IDLE_WAIT: Duration = Duration::from_millis(250);
+/// How often the metrics snapshot is refreshed.
+const METRICS_PERIOD: Duration = Duration::from_secs(1);
 
 /// Why the loop returned.
 pub enum Outcome {
@@ -47,6 +50,8 @@ pub struct Context<'a> {
     pub api: Option<&'a ApiHandle>,
     /// Seconds between two "bss data" lines; None: no such lines.
     pub interval: Option<Duration>,
+    /// Where metrics snapshots go, when /metrics is served.
+    pub metrics: Option<&'a Metrics>,
 }
 
 pub struct Scheduler<'a, 'obj> {
@@ -56,6 +61,7 @@ pub struct Scheduler<'a, 'obj> {
     policy: Policy,
     runq: RunQueue,
     next_report: Option<Instant>,
+    next_publish: Option<Instant>,
 }
 
 impl<'a, 'obj> Scheduler<'a, 'obj> {
@@ -72,6 +78,7 @@ impl<'a, 'obj> Scheduler<'a, 'obj> {
         }
         Self {
             next_report: ctx.interval.map(|i| Instant::now() + i),
+            next_publish: ctx.metrics.map(|_| Instant::now()),
             bpf,
             ctx,
             rules,
@@ -186,8 +193,17 @@ impl<'a, 'obj> Scheduler<'a, 'obj> {
             let _ = self.ctx.resolver.send(ResolverInput::Rescan);
             let _ = notify::ready("scheduling");
         }
+        if self.next_report.is_none() && self.next_publish.is_none() {
+            return;
+        }
+        let now = Instant::now();
+        if let (Some(at), Some(metrics)) = (self.next_publish, self.ctx.metrics) {
+            if now >= at {
+                self.next_publish = Some(now + METRICS_PERIOD);
+                self.publish(metrics);
+            }
+        }
         if let (Some(at), Some(interval)) = (self.next_report, self.ctx.interval) {
-            let now = Instant::now();
             if now >= at {
                 self.next_report = Some(now + interval);
                 let counters = self.bpf.counters();
@@ -196,6 +212,40 @@ impl<'a, 'obj> Scheduler<'a, 'obj> {
                     api.publish_counters(counters);
                 }
             }
+        }
+    }
+}
+
+impl Scheduler<'_, '_> {
+    /// Read the counters and per-strategy stats into a new snapshot; skipped
+    /// if a scrape holds the old one.
+    fn publish(&self, metrics: &Metrics) {
+        let selected = self.rules.selected();
+        let mut slots = Vec::with_capacity(selected.len().min(MAX_STRATEGY_SLOTS) + 2);
+        let mut read =
+            |slot: u32, strategy: &str, tasks: Option<usize>| match self.bpf.slot_stats(slot) {
+                Ok(stats) => slots.push(SlotSnapshot {
+                    strategy: strategy.to_string(),
+                    tasks,
+                    stats,
+                }),
+                Err(e) => debug!("metrics: {e}"),
+            };
+        for (slot, (name, tasks)) in selected.iter().take(MAX_STRATEGY_SLOTS).enumerate() {
+            read(slot as u32, name, Some(*tasks));
+        }
+        read(SLOT_UNMATCHED, UNMATCHED, None);
+        if selected.len() > MAX_STRATEGY_SLOTS {
+            let others = selected[MAX_STRATEGY_SLOTS..].iter().map(|s| s.1).sum();
+            read(SLOT_OTHER, OTHER, Some(others));
+        }
+        let snapshot = Snapshot {
+            counters: self.bpf.counters(),
+            slots,
+            api: self.ctx.api.map(|api| api.status()),
+        };
+        if let Ok(mut current) = metrics.snapshot.try_lock() {
+            *current = snapshot;
         }
     }
 }

@@ -43,10 +43,11 @@ mod tls;
 mod urls;
 mod wire;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, TryLockError};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::{debug, info, warn};
 
@@ -79,7 +80,23 @@ pub fn effective(file: &Strategies, api: &Strategies) -> Strategies {
 /// (without waiting for a request in flight, which its timeouts bound).
 pub struct ApiHandle {
     counters: Arc<Mutex<Option<Counters>>>,
+    status: Arc<Status>,
     _stop: Sender<()>,
+}
+
+/// How the last fetch and post cycles went, for /metrics.
+#[derive(Default)]
+struct Status {
+    consecutive_failures: AtomicU64,
+    /// Unix time of the last good cycle; 0: none yet.
+    last_success_unix: AtomicU64,
+}
+
+/// [`Status`] as read at one time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ApiStatus {
+    pub consecutive_failures: u64,
+    pub last_success_unix: u64,
 }
 
 impl ApiHandle {
@@ -91,6 +108,13 @@ impl ApiHandle {
             Ok(mut slot) => *slot = Some(counters),
             Err(TryLockError::Poisoned(e)) => *e.into_inner() = Some(counters),
             Err(TryLockError::WouldBlock) => {}
+        }
+    }
+
+    pub fn status(&self) -> ApiStatus {
+        ApiStatus {
+            consecutive_failures: self.status.consecutive_failures.load(Ordering::Relaxed),
+            last_success_unix: self.status.last_success_unix.load(Ordering::Relaxed),
         }
     }
 }
@@ -117,6 +141,7 @@ where
     }
     let client = Client::new(config, slice_ns_min)?;
     let counters = Arc::new(Mutex::new(None));
+    let status = Arc::new(Status::default());
     let (stop_tx, stop_rx) = mpsc::channel();
     let worker = Worker {
         client,
@@ -124,6 +149,7 @@ where
         tx,
         wake,
         counters: Arc::clone(&counters),
+        status: Arc::clone(&status),
         last: None,
     };
     thread::Builder::new()
@@ -132,6 +158,7 @@ where
         .map_err(|e| format!("cannot start the API client thread: {e}"))?;
     Ok(Some(ApiHandle {
         counters,
+        status,
         _stop: stop_tx,
     }))
 }
@@ -142,6 +169,7 @@ struct Worker<M> {
     tx: Sender<M>,
     wake: Box<dyn Fn() + Send>,
     counters: Arc<Mutex<Option<Counters>>>,
+    status: Arc<Status>,
     /// What the server sent last time it was sent on, if ever.
     last: Option<Vec<Entry>>,
 }
@@ -155,8 +183,20 @@ impl<M: From<ApiUpdate>> Worker<M> {
         loop {
             let line = match self.cycle() {
                 Err(Disconnected) => return,
-                Ok(Ok(())) => health.success().map(|l| (false, l)),
-                Ok(Err(reason)) => health.failure(Instant::now(), &reason).map(|l| (true, l)),
+                Ok(Ok(())) => {
+                    self.status.consecutive_failures.store(0, Ordering::Relaxed);
+                    let now = SystemTime::now().duration_since(UNIX_EPOCH);
+                    self.status
+                        .last_success_unix
+                        .store(now.map_or(0, |d| d.as_secs()), Ordering::Relaxed);
+                    health.success().map(|l| (false, l))
+                }
+                Ok(Err(reason)) => {
+                    self.status
+                        .consecutive_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    health.failure(Instant::now(), &reason).map(|l| (true, l))
+                }
             };
             match line {
                 Some((true, line)) => warn!("{line}"),

@@ -12,6 +12,7 @@ pub mod watch;
 use std::fmt;
 use std::fs::File;
 use std::io::Read;
+use std::net::SocketAddr;
 use std::path::Path;
 
 use regex::{Regex, RegexBuilder};
@@ -84,6 +85,14 @@ pub struct Config {
     /// The `api:` section: the Gthulhu API client's settings (boxed: it is
     /// large and rarely read).
     pub api: Box<ApiConfig>,
+    pub metrics: MetricsConfig,
+}
+
+/// The `metrics:` section: where to serve Prometheus metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Address and port of `/metrics`; None: not served.
+    pub listen: Option<SocketAddr>,
 }
 
 /// Why a configuration could not be loaded; displays as one line.
@@ -172,12 +181,19 @@ pub(crate) fn read_file(path: &Path) -> Result<String, String> {
 #[derive(Deserialize, Default)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with scheduler, strategies, api"
+    expecting = "a mapping with scheduler, strategies, api, metrics"
 )]
 struct RawConfig {
     scheduler: Option<RawScheduler>,
     strategies: Option<Vec<RawStrategy>>,
     api: Option<RawApiConfig>,
+    metrics: Option<RawMetrics>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, expecting = "a mapping with listen")]
+struct RawMetrics {
+    listen: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -286,7 +302,18 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
         }
         list.push(strategy);
     }
+    let metrics = raw.metrics.unwrap_or_default();
+    let listen = match metrics.listen {
+        None => None,
+        Some(text) => Some(text.parse::<SocketAddr>().or_else(|_| {
+            invalid(
+                &[Seg::Key("metrics"), Seg::Key("listen")],
+                format!("{text:?} is not an IP address and port, e.g. \"127.0.0.1:9100\" or \"[::]:9100\""),
+            )
+        })?),
+    };
     Ok(Config {
+        metrics: MetricsConfig { listen },
         scheduler,
         strategies: Strategies { list },
         api: Box::new(

@@ -156,7 +156,7 @@ fn syntax_and_type_errors_have_locations() {
     );
     assert_eq!(
         error("- 1\n"),
-        "cfg.yaml:1:1: invalid type: sequence, expected a mapping with scheduler, strategies, api"
+        "cfg.yaml:1:1: invalid type: sequence, expected a mapping with scheduler, strategies, api, metrics"
     );
     assert_eq!(
         error("strategies: [3]\n"),
@@ -362,4 +362,21 @@ fn example_config_is_valid() {
         .unwrap()
         .is_match("gthulhu-demo"));
     assert_eq!(config.scheduler, SchedulerConfig::default());
+}
+
+#[test]
+fn metrics_listen_is_off_by_default_and_validated() {
+    assert_eq!(parse("").unwrap().metrics.listen, None);
+    let config = parse("metrics: {listen: \"127.0.0.1:9100\"}\n").unwrap();
+    assert_eq!(
+        config.metrics.listen,
+        Some("127.0.0.1:9100".parse().unwrap())
+    );
+    let config = parse("metrics: {listen: \"[::]:9100\"}\n").unwrap();
+    assert_eq!(config.metrics.listen.unwrap().port(), 9100);
+    assert_eq!(
+        error("metrics:\n  listen: localhost\n"),
+        "cfg.yaml:2:11: metrics.listen: \"localhost\" is not an IP address and port, e.g. \"127.0.0.1:9100\" or \"[::]:9100\""
+    );
+    assert!(error("metrics: {port: 1}\n").contains("unknown field `port`"));
 }

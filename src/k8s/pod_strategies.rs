@@ -34,6 +34,7 @@ strategies:
 const UPF_RULE: Rule = Rule {
     priority: 1,
     slice_ns: 5_000_000,
+    strategy: 0,
 };
 
 /// The cgroup of a container of pod `uid` in kubelet's cgroupfs layout.

@@ -252,7 +252,7 @@ pub fn rule_table(strategies: &Strategies, matches: &[ProcessMatch]) -> RuleTabl
 
     let mut rules: Vec<(i32, Rule)> = process_winner
         .iter()
-        .map(|(&tgid, &s)| (tgid, strategies.list[s].rule()))
+        .map(|(&tgid, &s)| (tgid, strategies.list[s].rule(s)))
         .collect();
     rules.extend(
         thread_winner
@@ -261,7 +261,7 @@ pub fn rule_table(strategies: &Strategies, matches: &[ProcessMatch]) -> RuleTabl
                 Some(&p) => wins(*s, p),
                 None => true,
             })
-            .map(|(&tid, &(_, s))| (tid, strategies.list[s].rule())),
+            .map(|(&tid, &(_, s))| (tid, strategies.list[s].rule(s))),
     );
     if rules.len() > MAX_RULES {
         log::warn!(
@@ -305,8 +305,12 @@ mod tests {
         )
     }
 
-    fn rule(priority: u32, slice_ns: u64) -> Rule {
-        Rule { priority, slice_ns }
+    fn rule(strategy: u32, priority: u32, slice_ns: u64) -> Rule {
+        Rule {
+            priority,
+            slice_ns,
+            strategy,
+        }
     }
 
     #[test]
@@ -317,7 +321,7 @@ mod tests {
         proc.add_process(200, "bash", "/");
         let s = strategies("strategies: [{name: upf, command_regex: ^upf$, priority: 2}]");
         let t = table(&proc, &s, &PodIndex::default());
-        assert_eq!(t.rules, vec![(100, rule(2, 0))]);
+        assert_eq!(t.rules, vec![(100, rule(0, 2, 0))]);
         assert_eq!(t.selected, vec![("upf".to_string(), 2)]);
         assert_eq!(t.tasks, 2);
     }
@@ -349,7 +353,7 @@ mod tests {
         let t = rule_table(&s, &matches);
         assert_eq!(
             t.rules,
-            vec![(102, rule(1, 1_000_000)), (103, rule(1, 1_000_000))]
+            vec![(102, rule(0, 1, 1_000_000)), (103, rule(0, 1, 1_000_000))]
         );
         assert_eq!(t.tasks, 2);
     }
@@ -369,7 +373,11 @@ mod tests {
         let t = table(&proc, &s, &PodIndex::default());
         assert_eq!(
             t.rules,
-            vec![(100, rule(0, 0)), (200, rule(0, 0)), (300, rule(4, 0))]
+            vec![
+                (100, rule(0, 0, 0)),
+                (200, rule(0, 0, 0)),
+                (300, rule(1, 4, 0))
+            ]
         );
     }
 
@@ -391,10 +399,10 @@ mod tests {
         assert_eq!(
             t.rules,
             vec![
-                (1, rule(1, 0)),
-                (2, rule(3, 0)),
-                (3, rule(1, 0)),
-                (4, rule(2, 0))
+                (1, rule(0, 1, 0)),
+                (2, rule(2, 3, 0)),
+                (3, rule(0, 1, 0)),
+                (4, rule(1, 2, 0))
             ]
         );
     }
@@ -438,7 +446,7 @@ mod tests {
         );
         assert_eq!(
             table(&proc, &s, &pods).rules,
-            vec![(10, rule(0, 0)), (20, rule(0, 0))]
+            vec![(10, rule(0, 0, 0)), (20, rule(0, 0, 0))]
         );
 
         pods.insert(uid2, pod("free5gc", &[("app", "core")]));
@@ -473,10 +481,10 @@ mod tests {
             vec![
                 // Process-wide level 3; thread 2 wins level 1 for itself;
                 // thread 3's level 5 loses to its process's rule.
-                (1, rule(3, 0)),
-                (2, rule(1, 0)),
-                (4, rule(2, 1_000_000)),
-                (5, rule(7, 0)),
+                (1, rule(0, 3, 0)),
+                (2, rule(1, 1, 0)),
+                (4, rule(4, 2, 1_000_000)),
+                (5, rule(8, 7, 0)),
             ]
         );
         assert_eq!(t.tasks, 5);
@@ -491,7 +499,7 @@ mod tests {
         );
         assert_eq!(
             table(&proc, &slice_only, &PodIndex::default()).rules,
-            vec![(5, rule(PRIO_NO_BOOST, 2_000_000))]
+            vec![(5, rule(1, PRIO_NO_BOOST, 2_000_000))]
         );
     }
 
@@ -504,7 +512,7 @@ mod tests {
         proc.add_thread(7, 7, "gthulhu-demo");
         assert_eq!(
             table(&proc, &s, &PodIndex::default()).rules,
-            vec![(7, rule(0, 0))]
+            vec![(7, rule(0, 0, 0))]
         );
         proc.add_thread(7, 7, "sh");
         assert!(table(&proc, &s, &PodIndex::default()).rules.is_empty());
@@ -533,7 +541,7 @@ mod tests {
         proc.add_thread(3, 5, "app-x");
         let s = strategies("strategies: [{name: app, command_regex: ^app, priority: 0}]");
         let t = table(&proc, &s, &PodIndex::default());
-        assert_eq!(t.rules, vec![(1, rule(0, 0)), (5, rule(0, 0))]);
+        assert_eq!(t.rules, vec![(1, rule(0, 0, 0)), (5, rule(0, 0, 0))]);
 
         let gone = ProcFs::new(proc.root().join("nonexistent"));
         assert!(scan(&gone, &s, &PodIndex::default()).is_empty());
@@ -594,7 +602,7 @@ mod tests {
         assert_eq!(threads.len(), 1);
         assert_eq!(threads[0].comm, "gthulhu-probe");
         let t = rule_table(&s, &matches);
-        assert!(t.rules.contains(&(me as i32, rule(1, 0))));
-        assert!(t.rules.contains(&(threads[0].tid, rule(0, 0))));
+        assert!(t.rules.contains(&(me as i32, rule(0, 1, 0))));
+        assert!(t.rules.contains(&(threads[0].tid, rule(1, 0, 0))));
     }
 }

@@ -90,6 +90,10 @@ pub struct Rule {
     pub priority: u32,
     /// Time slice in ns; 0 means the scheduler's default slice.
     pub slice_ns: u64,
+    /// Index of the strategy that made this rule, in the combined list
+    /// (file strategies, then API strategies): BPF counts the task's
+    /// latency, dispatches and CPU time under it.
+    pub strategy: u32,
 }
 
 /// Which tasks a strategy selects. Every selector that is set must match
@@ -135,11 +139,13 @@ pub struct Strategy {
 }
 
 impl Strategy {
-    /// The `task_rules` value for tasks this strategy wins.
-    pub fn rule(&self) -> Rule {
+    /// The `task_rules` value for tasks this strategy, listed at `index`,
+    /// wins.
+    pub fn rule(&self, index: usize) -> Rule {
         Rule {
             priority: self.priority.rule_value(),
             slice_ns: self.execution_time.unwrap_or(0),
+            strategy: u32::try_from(index).unwrap_or(u32::MAX),
         }
     }
 
@@ -248,17 +254,19 @@ mod tests {
     #[test]
     fn rule_values_follow_priority_and_slice() {
         assert_eq!(
-            strategy(Priority::Level(2), Some(7)).rule(),
+            strategy(Priority::Level(2), Some(7)).rule(3),
             Rule {
                 priority: 2,
-                slice_ns: 7
+                slice_ns: 7,
+                strategy: 3,
             }
         );
         assert_eq!(
-            strategy(Priority::NoBoost, None).rule(),
+            strategy(Priority::NoBoost, None).rule(0),
             Rule {
                 priority: PRIO_NO_BOOST,
-                slice_ns: 0
+                slice_ns: 0,
+                strategy: 0,
             }
         );
     }

@@ -249,7 +249,8 @@ mod tests {
                 10,
                 Rule {
                     priority: 0,
-                    slice_ns: 0
+                    slice_ns: 0,
+                    strategy: 0,
                 }
             )]
         );

@@ -6,7 +6,9 @@ kubernetes-validate and PyYAML. Prints one line per check and closes with
 `deploy: N passed, N failed`.
 """
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -166,7 +168,8 @@ def config_is_a_directory_mount_without_subpath():
 @check
 def config_file_carries_the_values():
     config = config_file(DEFAULT)
-    assert set(config) == {"scheduler", "strategies", "api"}, sorted(config)
+    assert set(config) == {"scheduler", "strategies", "api", "metrics"}, sorted(config)
+    assert config["metrics"] == {"listen": "0.0.0.0:9100"}, config["metrics"]
     assert config["scheduler"] == DEFAULT_VALUES["scheduler"], config["scheduler"]
     assert all(type(v) is int for v in config["scheduler"].values()), config["scheduler"]
     assert config["strategies"] == []
@@ -194,6 +197,57 @@ def config_file_is_accepted_by_gthulhu_check():
             run = subprocess.run([str(binary), "check", "--config", str(path)],
                                  capture_output=True, text=True, timeout=60)
             assert run.returncode == 0, f"{name}: {run.stderr.strip()}"
+
+
+@check
+def metrics_port_and_scrape_annotations_follow_the_values():
+    pod, c = container(DEFAULT)
+    assert c["ports"] == [{"name": "metrics", "containerPort": 9100, "protocol": "TCP"}], c.get("ports")
+    meta = one(DEFAULT, "DaemonSet")["spec"]["template"]["metadata"]
+    assert meta["annotations"] == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "9100",
+        "prometheus.io/path": "/metrics",
+    }, meta.get("annotations")
+
+    objects, _ = render({"metrics": {"port": 9464, "scrapeAnnotations": False},
+                         "podAnnotations": {"a": "b"}})
+    _, c = container(objects)
+    assert c["ports"][0]["containerPort"] == 9464
+    assert config_file(objects)["metrics"] == {"listen": "0.0.0.0:9464"}
+    meta = one(objects, "DaemonSet")["spec"]["template"]["metadata"]
+    assert meta["annotations"] == {"a": "b"}, meta["annotations"]
+
+    objects, _ = render({"metrics": {"enabled": False}})
+    _, c = container(objects)
+    assert "ports" not in c and "metrics" not in config_file(objects)
+    assert "annotations" not in one(objects, "DaemonSet")["spec"]["template"]["metadata"]
+
+
+@check
+def service_monitor_and_dashboard_are_opt_in():
+    kinds = {o["kind"] for o in DEFAULT.values()}
+    assert "ServiceMonitor" not in kinds and "Service" not in kinds, kinds
+    objects, _ = render({"metrics": {"serviceMonitor": {"enabled": True},
+                                     "grafanaDashboard": {"enabled": True}}})
+    monitor = one(objects, "ServiceMonitor")
+    service = one(objects, "Service")
+    pod_labels = one(objects, "DaemonSet")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"] == "metrics"
+    dashboards = [o for o in objects.values()
+                  if o["kind"] == "ConfigMap" and o["metadata"]["labels"].get("grafana_dashboard") == "1"]
+    assert len(dashboards) == 1, [o["metadata"]["name"] for o in objects.values()]
+    dashboard = json.loads(dashboards[0]["data"]["gthulhu.json"])
+    # Every metric the dashboard plots is one gthulhu serves.
+    served = set(re.findall(r"gthulhu_[a-z_]+", (ROOT / "src/metrics/mod.rs").read_text()))
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    assert any("histogram_quantile" in e and "strategy" in e for e in exprs)
+    for e in exprs:
+        for name in re.findall(r"gthulhu_[a-z_]+", e):
+            base = re.sub(r"_(bucket|sum|count)$", "", name)
+            assert base in served, f"{name} in {e!r} is not served"
 
 
 @check

@@ -53,5 +53,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $_ := set $api "public_key_path" (printf "%s/public.pem" (include "gthulhu.apiKeyDir" .)) }}
 {{- end }}
 {{- $config := dict "scheduler" .Values.scheduler "strategies" .Values.strategies "api" $api }}
+{{- if .Values.metrics.enabled }}
+{{- $_ := set $config "metrics" (dict "listen" (printf "0.0.0.0:%d" (int .Values.metrics.port))) }}
+{{- end }}
 {{- toYaml $config }}
 {{- end }}

@@ -52,6 +52,7 @@ impl Driven {
                 counter.fetch_add(1, Ordering::SeqCst);
             }),
             counters: Arc::default(),
+            status: Arc::default(),
             last: None,
         };
         Driven {
@@ -453,7 +454,7 @@ fn health_logs_changes_and_reminders_and_backs_off() {
 }
 
 #[test]
-fn thread_delivers_updates_wakes_posts_metrics_and_stops() {
+fn thread_delivers_updates_wakes_posts_metrics_reports_status_and_stops() {
     let server = TestServer::start();
     server.script(TOKEN, [old_token(&token(3600, false))]);
     server.script(
@@ -488,6 +489,11 @@ fn thread_delivers_updates_wakes_posts_metrics_and_stops() {
     assert_eq!(names_pids(&recv(&rx).0)[0].1, vec![201]);
     assert_eq!(server.next_to(METRICS).json()["nr_running"], 3);
     assert!(eventually(|| wakes.load(Ordering::SeqCst) == 2));
+    // The good cycle after the failure resets the count /metrics shows.
+    assert!(eventually(|| {
+        let status = handle.status();
+        status.consecutive_failures == 0 && status.last_success_unix > 0
+    }));
     drop(handle);
     // The thread ends at its next wait and drops its sender.
     assert!(eventually(|| matches!(
