@@ -11,6 +11,8 @@ mod cli;
 mod config;
 mod counters;
 mod events;
+#[cfg(test)]
+mod fuzz;
 mod host;
 mod k8s;
 mod logger;
