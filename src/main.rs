@@ -179,7 +179,6 @@ fn run(opts: &Options) -> Result<ExitCode, String> {
     let (rules_tx, rules_rx) = mpsc::channel();
     let (watcher, config) = load_config(opts, &events, &resolver_inputs)?;
     let settings = Settings::new(&config.scheduler, opts)?;
-    let topology = Topology::from_sysfs(Path::new("/sys"))?;
 
     // In a pod, see other pods' cgroup paths in full (before any thread starts).
     if let Err(e) = k8s::use_host_cgroup_namespace(Path::new("/proc")) {
@@ -211,6 +210,9 @@ fn run(opts: &Options) -> Result<ExitCode, String> {
 
     let mut rules = RuleMirror::default();
     loop {
+        // Read at every attach: a restart after CPU hotplug must not place
+        // tasks on a CPU that went offline (their local queue never runs).
+        let topology = Topology::from_sysfs(Path::new("/sys"))?;
         let mut object = MaybeUninit::uninit();
         let bpf = Bpf::attach(
             &mut object,
