@@ -11,6 +11,8 @@ mod cli;
 mod config;
 mod counters;
 mod events;
+#[cfg(test)]
+mod fuzz;
 mod host;
 mod k8s;
 mod logger;
@@ -192,7 +194,6 @@ fn run(opts: &Options) -> Result<ExitCode, String> {
     if let Some(addr) = config.metrics.listen {
         metrics::server::spawn(addr, Arc::clone(&metrics))?;
     }
-    let topology = Topology::from_sysfs(Path::new("/sys"))?;
 
     // In a pod, see other pods' cgroup paths in full (before any thread starts).
     if let Err(e) = k8s::use_host_cgroup_namespace(Path::new("/proc")) {
@@ -224,6 +225,9 @@ fn run(opts: &Options) -> Result<ExitCode, String> {
 
     let mut rules = RuleMirror::default();
     loop {
+        // Read at every attach: a restart after CPU hotplug must not place
+        // tasks on a CPU that went offline (their local queue never runs).
+        let topology = Topology::from_sysfs(Path::new("/sys"))?;
         let mut object = MaybeUninit::uninit();
         let bpf = Bpf::attach(
             &mut object,

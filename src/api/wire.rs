@@ -338,6 +338,7 @@ pub fn quote(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fuzz;
 
     const MIN: u64 = 500_000;
 
@@ -519,5 +520,40 @@ mod tests {
             Some("bad key")
         );
         assert_eq!(error_reason(b"<html>"), None);
+    }
+
+    #[test]
+    fn fuzzed_token_responses_never_panic_and_errors_are_one_line() {
+        let runs = fuzz::run("token", 0x7f4a_7c15_9e37_79b9, |body| {
+            match parse_token(body) {
+                Ok(token) => assert!(!token.is_empty() && token.len() <= MAX_TOKEN_LEN),
+                Err(e) => fuzz::assert_one_line(body, &e),
+            }
+        });
+        assert!(runs > 100, "only {runs} inputs");
+    }
+
+    #[test]
+    fn fuzzed_strategies_responses_never_panic_and_errors_are_one_line() {
+        let runs = fuzz::run(
+            "strategies",
+            0x2545_f491_4f6c_dd1d,
+            |body| match parse_strategies(body, MIN) {
+                Ok(s) => assert!(s.entries.len() <= MAX_ENTRIES),
+                Err(e) => fuzz::assert_one_line(body, &e),
+            },
+        );
+        assert!(runs > 100, "only {runs} inputs");
+    }
+
+    #[test]
+    fn fuzzed_error_responses_never_panic_and_reasons_are_one_bounded_line() {
+        let runs = fuzz::run("error", 0x1234_5678_9abc_def0, |body| {
+            if let Some(reason) = error_reason(body) {
+                assert!(!reason.contains(['\n', '\r']), "{reason:?}");
+                assert!(reason.chars().count() <= MAX_QUOTE + 1, "{reason:?}");
+            }
+        });
+        assert!(runs > 100, "only {runs} inputs");
     }
 }

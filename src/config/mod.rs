@@ -625,4 +625,6 @@ impl<'de> Visitor<'de> for Seek<'_> {
 }
 
 #[cfg(test)]
+pub(crate) mod bad_input_tests;
+#[cfg(test)]
 mod tests;

@@ -309,3 +309,30 @@ fn config_edit_reaches_the_rule_table() {
     }
     drop(watcher);
 }
+
+#[test]
+fn every_malformed_config_is_rejected_and_changes_nothing() {
+    let dir = TempDir::new("watch-catalogue");
+    fs::write(dir.path().join("cfg.yaml"), yaml(&["good"])).unwrap();
+    let (h, _) = start(dir, "cfg.yaml");
+    for (content, _) in crate::config::bad_input_tests::CATALOGUE {
+        fs::write(h.path("cfg.yaml.new"), content).unwrap();
+        fs::rename(h.path("cfg.yaml.new"), h.path("cfg.yaml")).unwrap();
+        match h.next_event() {
+            ConfigEvent::Rejected(e) => assert!(!e.to_string().contains('\n'), "{e}"),
+            ConfigEvent::Reloaded(c) => panic!("{content:?} reloaded {:?}", names(&c)),
+        }
+        assert_eq!(h.resolver.try_recv().unwrap_err(), TryRecvError::Empty);
+    }
+    // A directory where the file was: refused too, and the last good config stays.
+    fs::remove_file(h.path("cfg.yaml")).unwrap();
+    fs::create_dir(h.path("cfg.yaml")).unwrap();
+    loop {
+        match h.next_event() {
+            ConfigEvent::Rejected(e) if e.message.contains("is a directory") => break,
+            ConfigEvent::Rejected(_) => {}
+            ConfigEvent::Reloaded(c) => panic!("a directory reloaded {:?}", names(&c)),
+        }
+    }
+    assert_eq!(h.resolver.try_recv().unwrap_err(), TryRecvError::Empty);
+}
