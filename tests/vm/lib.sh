@@ -137,3 +137,26 @@ run_case() {
 
 # finish: exit status of the test file.
 finish() { [ "${CASES_FAILED:-0}" -eq 0 ]; }
+
+# Strategy rules as BPF holds them (scripts/bpftool.sh gives a recent bpftool).
+BPFTOOL=${BPFTOOL:-bpftool}
+# rule_of ID: "priority slice_ns" of task_rules[ID], empty when absent.
+rule_of() {
+    "$BPFTOOL" -j map dump name task_rules 2>/dev/null | python3 -c '
+import json, sys
+want = int(sys.argv[1])
+for e in json.load(sys.stdin):
+    f = e.get("formatted")
+    if f:
+        key, val = f["key"], f["value"]
+        prio, slice_ns = val["priority"], val["slice_ns"]
+    else:
+        b = lambda xs: bytes(int(x, 16) for x in xs)
+        key = int.from_bytes(b(e["key"]), "little", signed=True)
+        v = b(e["value"])
+        prio, slice_ns = int.from_bytes(v[0:4], "little"), int.from_bytes(v[8:16], "little")
+    if key == want:
+        print(prio, slice_ns)
+' "$1"
+}
+no_rule() { [ -z "$(rule_of "$1")" ]; }

@@ -9,30 +9,10 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-BPFTOOL=${BPFTOOL:-bpftool}
 NCPU=$(nproc)
 SCRATCH=${TMPDIR:-/tmp}
 CFG=$RESULTS/reliability.yaml
 
-# rule_of ID: "priority slice_ns" of task_rules[ID], empty when absent.
-rule_of() {
-    "$BPFTOOL" -j map dump name task_rules 2>/dev/null | python3 -c '
-import json, sys
-want = int(sys.argv[1])
-for e in json.load(sys.stdin):
-    f = e.get("formatted")
-    if f:
-        key, val = f["key"], f["value"]
-        prio, slice_ns = val["priority"], val["slice_ns"]
-    else:
-        b = lambda xs: bytes(int(x, 16) for x in xs)
-        key = int.from_bytes(b(e["key"]), "little", signed=True)
-        v = b(e["value"])
-        prio, slice_ns = int.from_bytes(v[0:4], "little"), int.from_bytes(v[8:16], "little")
-    if key == want:
-        print(prio, slice_ns)
-' "$1"
-}
 has_rule() { [ "$(rule_of "$1")" = "$2" ]; }
 
 # write_config REGEX: one strategy, priority 0 with a 2 ms slice, selecting REGEX.

@@ -6,7 +6,6 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-BPFTOOL=${BPFTOOL:-bpftool}
 CFG_DIR=$RESULTS/strategy-cfg
 CFG=$CFG_DIR/gthulhu.yaml
 DEMO=$RESULTS/gthulhu-demo
@@ -29,27 +28,7 @@ for _ in range(2):
     DEMO_PID=$!
 }
 
-# rule_of ID: "priority slice_ns" of task_rules[ID], empty when absent.
-rule_of() {
-    "$BPFTOOL" -j map dump name task_rules 2>/dev/null | python3 -c '
-import json, sys
-want = int(sys.argv[1])
-for e in json.load(sys.stdin):
-    f = e.get("formatted")
-    if f:
-        key, val = f["key"], f["value"]
-        prio, slice_ns = val["priority"], val["slice_ns"]
-    else:
-        b = lambda xs: bytes(int(x, 16) for x in xs)
-        key = int.from_bytes(b(e["key"]), "little", signed=True)
-        v = b(e["value"])
-        prio, slice_ns = int.from_bytes(v[0:4], "little"), int.from_bytes(v[8:16], "little")
-    if key == want:
-        print(prio, slice_ns)
-' "$1"
-}
 has_rule() { [ "$(rule_of "$1")" = "$WANT_RULE" ]; }
-no_rule() { [ -z "$(rule_of "$1")" ]; }
 
 # write_config STRATEGIES_YAML: replace the strategies of the example config.
 example_without_strategies() { sed '/^strategies:/,$d' config/gthulhu.yaml; }
