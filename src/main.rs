@@ -19,6 +19,7 @@ mod logger;
 mod metrics;
 mod notify;
 mod policy;
+mod privileges;
 mod rules;
 mod scheduler;
 mod stats;
@@ -43,6 +44,7 @@ use crate::policy::PolicyParams;
 use crate::rules::RuleMirror;
 use crate::scheduler::{Context, Outcome, Scheduler};
 use crate::strategy::resolver::{self, ResolverInput};
+use crate::strategy::RuleTable;
 use crate::topology::Topology;
 
 fn main() -> ExitCode {
@@ -183,23 +185,29 @@ fn send_pods_to_resolver(
     })
 }
 
-fn run(opts: &Options) -> Result<ExitCode, String> {
-    host::check_sched_ext()?;
-    let events = Events::new()?;
-    let (resolver_inputs, resolver_rx) = mpsc::channel();
-    let (rules_tx, rules_rx) = mpsc::channel();
-    let metrics = Arc::new(Metrics::default());
-    let (watcher, config) = load_config(opts, &events, &resolver_inputs, &metrics)?;
-    let settings = Settings::new(&config.scheduler, opts)?;
-    if let Some(addr) = config.metrics.listen {
-        metrics::server::spawn(addr, Arc::clone(&metrics))?;
-    }
+/// The helper threads, kept alive while the scheduler runs.
+struct Helpers {
+    watcher: Option<ConfigWatcher>,
+    config: Config,
+    _pods: Option<k8s::Watcher>,
+    api: Option<api::ApiHandle>,
+}
 
-    // In a pod, see other pods' cgroup paths in full (before any thread starts).
-    if let Err(e) = k8s::use_host_cgroup_namespace(Path::new("/proc")) {
-        warn!("cannot join the host's cgroup namespace: {e}; pod selectors may match nothing");
+/// Starts every helper thread: config watcher, metrics server, Kubernetes
+/// pod list, API client and strategy resolver.
+fn start_helpers(
+    opts: &Options,
+    events: &Events,
+    metrics: &Arc<Metrics>,
+    resolver_inputs: &mpsc::Sender<ResolverInput>,
+    resolver_rx: mpsc::Receiver<ResolverInput>,
+    rules_tx: mpsc::Sender<RuleTable>,
+) -> Result<Helpers, String> {
+    let (watcher, config) = load_config(opts, events, resolver_inputs, metrics)?;
+    if let Some(addr) = config.metrics.listen {
+        metrics::server::spawn(addr, Arc::clone(metrics))?;
     }
-    let _pods = watch_pods(&resolver_inputs)?;
+    let pods = watch_pods(resolver_inputs)?;
     let waker = events.waker();
     let api = api::spawn(
         &config.api,
@@ -207,7 +215,6 @@ fn run(opts: &Options) -> Result<ExitCode, String> {
         resolver_inputs.clone(),
         Box::new(move || waker.wake()),
     )?;
-
     let waker = events.waker();
     resolver::spawn(
         PathBuf::from("/proc"),
@@ -218,9 +225,56 @@ fn run(opts: &Options) -> Result<ExitCode, String> {
         Box::new(move || waker.wake()),
     )
     .map_err(|e| format!("starting the strategy resolver failed: {e}"))?;
+    Ok(Helpers {
+        watcher,
+        config,
+        _pods: pods,
+        api,
+    })
+}
+
+/// Raises or lowers the capabilities kept for attaching; a failure leaves
+/// them as they are, which `Bpf::attach` reports if it matters.
+fn set_attach_capabilities(on: bool) {
+    if let Err(e) = privileges::set_effective(on) {
+        warn!("cannot change the effective capabilities: {e}");
+    }
+}
+
+fn run(opts: &Options) -> Result<ExitCode, String> {
+    host::check_sched_ext()?;
+    let events = Events::new()?;
+    let (resolver_inputs, resolver_rx) = mpsc::channel();
+    let (rules_tx, rules_rx) = mpsc::channel();
+    let metrics = Arc::new(Metrics::default());
 
     if let Err(e) = host::lock_memory() {
         warn!("{e}; the scheduler may stall on page faults under memory pressure");
+    }
+    // In a pod, see other pods' cgroup paths in full (before any thread starts).
+    if let Err(e) = k8s::use_host_cgroup_namespace(Path::new("/proc")) {
+        warn!("cannot join the host's cgroup namespace: {e}; pod selectors may match nothing");
+    }
+    // The helpers parse untrusted input: they run with no capabilities.
+    let helpers = privileges::without_capabilities(|| {
+        start_helpers(
+            opts,
+            &events,
+            &metrics,
+            &resolver_inputs,
+            resolver_rx,
+            rules_tx,
+        )
+    })??;
+    let Helpers {
+        watcher,
+        config,
+        api,
+        ..
+    } = &helpers;
+    let settings = Settings::new(&config.scheduler, opts)?;
+    if let Err(e) = privileges::keep_only(privileges::ATTACH) {
+        warn!("cannot drop capabilities: {e}; gthulhu keeps all it was started with");
     }
 
     let mut rules = RuleMirror::default();
@@ -229,6 +283,8 @@ fn run(opts: &Options) -> Result<ExitCode, String> {
         // tasks on a CPU that went offline (their local queue never runs).
         let topology = Topology::from_sysfs(Path::new("/sys"))?;
         let mut object = MaybeUninit::uninit();
+        // Only attaching needs capabilities: they are effective just for it.
+        set_attach_capabilities(true);
         let bpf = Bpf::attach(
             &mut object,
             &LoadOptions {
@@ -238,6 +294,7 @@ fn run(opts: &Options) -> Result<ExitCode, String> {
                 nr_online_cpus: u64::from(topology.nr_online()),
             },
         )?;
+        set_attach_capabilities(false);
         info!(
             "gthulhu attached: {} CPUs, slice {} us (min {} us), watchdog {} ms, {} file strategies",
             topology.nr_online(),
