@@ -24,8 +24,15 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Listens on `addr` and serves `/metrics` from a new thread.
 pub fn spawn(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<SocketAddr, String> {
-    let listener =
-        TcpListener::bind(addr).map_err(|e| format!("cannot listen for metrics on {addr}: {e}"))?;
+    let listener = TcpListener::bind(addr).map_err(|e| {
+        // The server thread holds no capabilities, so no privileged port.
+        let hint = if e.kind() == std::io::ErrorKind::PermissionDenied && addr.port() < 1024 {
+            "; metrics.listen needs a port of 1024 or above"
+        } else {
+            ""
+        };
+        format!("cannot listen for metrics on {addr}: {e}{hint}")
+    })?;
     let local = listener
         .local_addr()
         .map_err(|e| format!("metrics listener on {addr}: {e}"))?;
