@@ -97,6 +97,28 @@ cleanup_gthulhu() {
 }
 
 # bss_lines: number of `bss data:` lines logged so far.
+# Capabilities gthulhu holds once attached: its scheduling thread keeps
+# CAP_SYS_ADMIN, CAP_BPF and CAP_PERFMON permitted (to attach again) but none
+# effective; every helper thread holds none at all.
+ATTACH_CAPS=000000c000200000
+NO_CAPS=0000000000000000
+cap_of() { awk -v k="$2:" '$1 == k { print $2 }' "$1"; } # cap_of STATUS_FILE CapEff
+assert_privileges_dropped() {
+    local status tid name
+    for status in /proc/"$GPID"/task/*/status; do
+        tid=${status%/status}
+        tid=${tid##*/}
+        name=$(awk '$1 == "Name:" { print $2 }' "$status")
+        assert_eq "$(cap_of "$status" CapEff)" "$NO_CAPS" "effective capabilities of thread $tid ($name)"
+        if [ "$tid" = "$GPID" ]; then
+            assert_eq "$(cap_of "$status" CapPrm)" "$ATTACH_CAPS" "permitted capabilities of the scheduling thread"
+        else
+            assert_eq "$(cap_of "$status" CapPrm)" "$NO_CAPS" "permitted capabilities of thread $tid ($name)"
+        fi
+    done
+    measure threads_checked_for_capabilities "$(ls /proc/"$GPID"/task | wc -l)"
+}
+
 bss_lines() { grep -c 'bss data:' "$GLOG" 2>/dev/null || true; }
 # bss_after N K: at least K more `bss data:` lines than N have been logged.
 bss_after() { [ "$(bss_lines)" -ge $(($1 + $2)) ]; }

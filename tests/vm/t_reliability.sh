@@ -186,6 +186,8 @@ case_cpu_hotplug() {
         log "gthulhu restarted $restarts time(s), as its log says"
     fi
     assert "gthulhu process exited over the hotplug" gthulhu_alive
+    # Attaching again raised the kept capabilities and lowered them after.
+    assert_privileges_dropped
     if grep -q 'ERROR' "$GLOG"; then fail "error line in the log: $(grep ERROR "$GLOG" | head -n 1)"; fi
     kill "$demo" 2>/dev/null || true
     stop_gthulhu

@@ -84,6 +84,8 @@ case_rule_applied_and_edited_live() {
 
     assert_eq "$GPID" "$gpid" "gthulhu pid (no restart)"
     assert "gthulhu left sched_ext during the edits" gthulhu_attached
+    # All of the above (rule map updates included) ran without capabilities.
+    assert_privileges_dropped
     kill "$exec_pid" "$DEMO_PID" 2>/dev/null || true
     stop_gthulhu
     assert_eq "$GRC" 0 "gthulhu exit code"
