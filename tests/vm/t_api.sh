@@ -49,6 +49,7 @@ stop_server() {
 #   bearer_ok                  every strategies GET / metrics POST carried a Bearer JWT
 #   metrics                    "N BAD MAXUSER": posts, posts without exactly the 11
 #                              counters, highest nr_user_dispatches after the first post
+#   secrets_absent LOGFILE     no bearer token gthulhu sent, nor its signature, is in LOGFILE
 api_log() {
     python3 - "$REQS" "$@" <<'EOF'
 import json, sys
@@ -96,6 +97,13 @@ elif check == "metrics":
         elif r is not posts[0]:
             users.append(body["nr_user_dispatches"])
     print(len(posts), bad, max(users, default=0))
+elif check == "secrets_absent":
+    log = open(args[0], errors="replace").read()
+    tokens = {hdr(r, "authorization")[7:] for r in reqs
+              if hdr(r, "authorization").startswith("Bearer ")}
+    leaked = [t for t in tokens if t in log or t.rsplit(".", 1)[-1] in log]
+    print(len(tokens))
+    sys.exit(1 if leaked or not tokens else 0)
 else:
     sys.exit("api_log: unknown check " + check)
 EOF
@@ -147,7 +155,8 @@ EOF
     # 1. The served strategy reaches task_rules.
     local t0 gpid
     t0=$(now_ms)
-    start_gthulhu --config "$CFG"
+    # Debug level: not even a debug line may show a token.
+    start_gthulhu --config "$CFG" --log-level debug
     gpid=$GPID
     wait_until 10 rule_is "$TARGET_PID" "$want" ||
         fail "task_rules[$TARGET_PID] is '$(rule_of "$TARGET_PID")', want '$want'"
@@ -205,6 +214,9 @@ EOF
     assert "a request without a Bearer JWT after the restart" api_log bearer_ok
 
     ! grep -qi 'panick' "$GLOG" || fail "gthulhu panicked"
+    local tokens
+    tokens=$(api_log secrets_absent "$GLOG") || fail "a bearer token (of ${tokens:-0} sent) is in gthulhu's log"
+    measure api_tokens_checked_absent_from_log "$tokens"
     assert_eq "$GPID" "$gpid" "gthulhu pid (no restart)"
     assert "gthulhu left sched_ext during the API test" gthulhu_attached
     cleanup_api
