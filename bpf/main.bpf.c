@@ -83,6 +83,8 @@ char exit_msg[EXIT_MSG_LEN];
 static u64 vtime_now;
 /* Set by the heartbeat: the scheduler runs even if nothing is queued. */
 static bool usersched_needed;
+/* A level-0 task was just put on this CPU to preempt what runs there. */
+static bool boost_preempting[MAX_CPUS];
 
 struct task_ctx {
 	u64 gen;		/* bumped on every enqueue, dequeue and dispatch */
@@ -91,9 +93,12 @@ struct task_ctx {
 	u64 start_ts;		/* when the task started its current run */
 	u64 rule_slice_ns;	/* slice of the rule it was enqueued under, 0: none */
 	u64 enqueued_at;	/* when it was last enqueued, 0: not measured */
+	u64 deadline;		/* of user space's last decision for it */
+	u64 slice_ns;		/* ... and the slice that decision gave */
 	u32 slot;		/* stats slot of the rule of its last enqueue */
 	bool has_rule;		/* a strategy selected it at its last enqueue */
 	bool boosted;		/* ... with a priority level, not just a slice */
+	bool preempted;		/* a level-0 wake-up took its CPU from it */
 };
 
 struct {
@@ -270,6 +275,40 @@ static bool within_top_boost(const struct task_ctx *tctx)
 	return !time_before(vtime_now + TOP_BOOST_SLICES * slice_ns, tctx->vtime);
 }
 
+/* Run a level-0 task next on its CPU, preempting the task running there. */
+static void insert_top_preempting(struct task_struct *p, u64 slice, u64 enq_flags)
+{
+	u32 cpu = scx_bpf_task_cpu(p);
+
+	if (cpu < MAX_CPUS)
+		boost_preempting[cpu] = true;
+	dsq_insert(p, SCX_DSQ_LOCAL, slice, enq_flags | SCX_ENQ_PREEMPT);
+	__sync_fetch_and_add(&nr_kernel_dispatches, 1);
+}
+
+/*
+ * The task a level-0 wake-up preempted already had user space's decision
+ * and was running on it: it goes back to the head of its CPU's line (its
+ * queue, by that decision's deadline) here, without a round trip through
+ * user space that would also put the scheduler on this CPU next.
+ */
+static bool requeue_preempted(struct task_struct *p, struct task_ctx *tctx, u64 enq_flags)
+{
+	s32 cpu = scx_bpf_task_cpu(p);
+
+	if (!tctx->preempted)
+		return false;
+	tctx->preempted = false;
+	if (enq_flags & SCX_ENQ_WAKEUP || !tctx->slice_ns ||
+	    !bpf_cpumask_test_cpu(cpu, p->cpus_ptr))
+		return false;
+	tctx->gen++;
+	dsq_insert_vtime(p, cpu, tctx->slice_ns, tctx->deadline, enq_flags);
+	__sync_fetch_and_add(&nr_kernel_dispatches, 1);
+	count_dispatch(tctx->slot);
+	return true;
+}
+
 /*
  * Dispatch a task without asking user space: the task keeps its virtual
  * time, bounded so a long sleeper cannot monopolize the CPU, and gets its
@@ -294,8 +333,7 @@ static void dispatch_in_kernel(struct task_struct *p, u64 enq_flags)
 		if (rule->slice_ns)
 			slice = rule->slice_ns;
 		if (rule->priority == PRIO_TOP && tctx && within_top_boost(tctx)) {
-			dsq_insert(p, SCX_DSQ_LOCAL, slice, enq_flags | SCX_ENQ_PREEMPT);
-			__sync_fetch_and_add(&nr_kernel_dispatches, 1);
+			insert_top_preempting(p, slice, enq_flags);
 			return;
 		}
 		if (rule->priority < PRIO_LEVELS)
@@ -383,10 +421,12 @@ void BPF_STRUCT_OPS(gthulhu_enqueue, struct task_struct *p, u64 enq_flags)
 	if ((enq_flags & SCX_ENQ_WAKEUP) && (rule = top_priority_wakeup(p))) {
 		remember_rule(tctx, rule);
 		tctx->gen++;
-		dsq_insert(p, SCX_DSQ_LOCAL, rule_slice(rule), enq_flags | SCX_ENQ_PREEMPT);
-		__sync_fetch_and_add(&nr_kernel_dispatches, 1);
+		insert_top_preempting(p, rule_slice(rule), enq_flags);
 		return;
 	}
+
+	if (requeue_preempted(p, tctx, enq_flags))
+		return;
 
 	task = bpf_ringbuf_reserve(&queued, sizeof(*task), 0);
 	if (!task) {
@@ -452,6 +492,8 @@ static long apply_decision(struct bpf_dynptr *dynptr, void *ctx)
 	}
 	tctx->gen++;
 	tctx->vtime = d.vtime;
+	tctx->deadline = d.deadline;
+	tctx->slice_ns = d.slice_ns;
 
 	cpu = d.cpu;
 	if (cpu >= MAX_CPUS || cpu < CPU_ANY) {
@@ -509,6 +551,7 @@ void BPF_STRUCT_OPS(gthulhu_runnable, struct task_struct *p, u64 enq_flags)
 void BPF_STRUCT_OPS(gthulhu_running, struct task_struct *p)
 {
 	struct task_ctx *tctx = lookup_task_ctx(p);
+	u32 cpu = scx_bpf_task_cpu(p);
 	u64 now = bpf_ktime_get_ns();
 
 	__sync_fetch_and_add(&nr_running, 1);
@@ -517,6 +560,9 @@ void BPF_STRUCT_OPS(gthulhu_running, struct task_struct *p)
 	if (!tctx)
 		return;
 	tctx->start_ts = now;
+	/* A level-0 task starting here has nobody left to preempt. */
+	if (tctx->boosted && cpu < MAX_CPUS)
+		boost_preempting[cpu] = false;
 	if (tctx->enqueued_at) {
 		record_wait(tctx->slot, now - tctx->enqueued_at);
 		tctx->enqueued_at = 0;
@@ -538,9 +584,16 @@ void BPF_STRUCT_OPS(gthulhu_stopping, struct task_struct *p, bool runnable)
 {
 	struct task_ctx *tctx = lookup_task_ctx(p);
 	u64 used, weight = p->scx.weight ?: 100;
+	u32 cpu = scx_bpf_task_cpu(p);
 	struct slot_stats *st;
 
 	__sync_fetch_and_sub(&nr_running, 1);
+	/* The first task to stop after a level-0 preemption is its victim. */
+	if (cpu < MAX_CPUS && boost_preempting[cpu]) {
+		boost_preempting[cpu] = false;
+		if (tctx && runnable && !is_usersched(p))
+			tctx->preempted = true;
+	}
 	if (!tctx || !tctx->start_ts)
 		return;
 	used = bpf_ktime_get_ns() - tctx->start_ts;
