@@ -19,6 +19,9 @@ METRICS = [
     ("lat_p50_us", "probe p50 (us)"),
     ("lat_p99_us", "probe p99 (us)"),
     ("lat_max_us", "probe max (us)"),
+    ("wake_p50_us", "scheduler's part: wake-up to running p50 (us)"),
+    ("wake_p99_us", "scheduler's part: wake-up to running p99 (us)"),
+    ("wake_max_us", "scheduler's part: wake-up to running max (us)"),
     ("hackbench_ms", "hackbench (ms)"),
     ("fork_ops_s", "fork ops/s"),
     ("cpu_us_per_dispatch", "sched CPU per dispatch (us)"),
@@ -28,6 +31,9 @@ METRICS = [
     ("nr_sched_congested", "congested"),
     ("nr_cancel_dispatches", "cancelled"),
 ]
+# Figures also given as a ratio to EEVDF.
+RATIO = {"lat_p50_us", "lat_p99_us", "lat_max_us", "wake_p50_us", "wake_p99_us",
+         "wake_max_us", "hackbench_ms", "fork_ops_s"}
 
 
 def main(out: Path) -> None:
@@ -57,7 +63,7 @@ def main(out: Path) -> None:
             cell = f"{med:.0f}"
             if len(v) > 1:
                 cell += f" ({min(v):.0f}–{max(v):.0f})"
-            if base and c not in ("eevdf", "idle") and metric in dict(METRICS[:5]):
+            if base and c not in ("eevdf", "idle") and metric in RATIO:
                 cell += f", {med / base:.2f}x"
             cells.append(cell)
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -73,20 +79,27 @@ def main(out: Path) -> None:
         print("bench: no matplotlib, no chart", file=sys.stderr)
         return
     lat = [c for c in configs if (c, "lat_p99_us") in values]
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     width = 0.38
     xs = range(len(lat))
-    for i, (metric, name) in enumerate([("lat_p50_us", "p50"), ("lat_p99_us", "p99")]):
-        meds = [median(c, metric) / 1000 for c in lat]
-        lo = [m - min(values[(c, metric)]) / 1000 for c, m in zip(lat, meds)]
-        hi = [max(values[(c, metric)]) / 1000 - m for c, m in zip(lat, meds)]
-        ax.bar([x + (i - 0.5) * width for x in xs], meds, width, yerr=[lo, hi],
-               capsize=3, label=name)
-    ax.set_xticks(list(xs))
-    ax.set_xticklabels([LABEL[c] for c in lat], rotation=15, ha="right", fontsize=8)
-    ax.set_ylabel("wake-up latency of the probe (ms)")
-    ax.set_title("cyclictest under stress-ng CPU saturation (median, min-max)")
-    ax.legend()
+    panels = [
+        (axes[0], "lat", "timer expiry to running (cyclictest)"),
+        (axes[1], "wake", "scheduler's part: wake-up to running"),
+    ]
+    for ax, prefix, title in panels:
+        for i, q in enumerate(("p50", "p99")):
+            metric = f"{prefix}_{q}_us"
+            meds = [(median(c, metric) or 0) / 1000 for c in lat]
+            lo = [m - min(values.get((c, metric), [0])) / 1000 for c, m in zip(lat, meds)]
+            hi = [max(values.get((c, metric), [0])) / 1000 - m for c, m in zip(lat, meds)]
+            ax.bar([x + (i - 0.5) * width for x in xs], meds, width, yerr=[lo, hi],
+                   capsize=3, label=q)
+        ax.set_xticks(list(xs))
+        ax.set_xticklabels([LABEL[c] for c in lat], rotation=20, ha="right", fontsize=8)
+        ax.set_ylabel("latency of the probe (ms)")
+        ax.set_title(title, fontsize=10)
+        ax.legend()
+    fig.suptitle("periodic probe under stress-ng CPU saturation (median, min-max)")
     fig.tight_layout()
     fig.savefig(out / "latency.png", dpi=110)
 

@@ -19,6 +19,29 @@ HOGS=$((NCPU * 2 + 2))
 
 emit() { echo "{\"config\":\"$1\",\"rep\":$2,\"metric\":\"$3\",\"value\":$4}" >>"$OUT/raw.jsonl"; }
 
+# The probe's latency has two parts: the timer interrupt reaching its CPU,
+# which the emulator decides (under single-threaded TCG a busy vCPU waits for
+# its turn), and the scheduler's part, from the wake-up to the probe running.
+# tracefs gives the second: sched_waking and sched_switch of the probe only.
+TRACE=/sys/kernel/tracing
+trace_probe() { # trace_probe on|off
+    if [ "$1" = on ]; then
+        mountpoint -q "$TRACE" || mount -t tracefs nodev "$TRACE"
+        echo 0 >"$TRACE/tracing_on"
+        echo >"$TRACE/trace"
+        echo 'comm == "cyclictest"' >"$TRACE/events/sched/sched_waking/filter"
+        echo 'next_comm == "cyclictest"' >"$TRACE/events/sched/sched_switch/filter"
+        echo 1 >"$TRACE/events/sched/sched_waking/enable"
+        echo 1 >"$TRACE/events/sched/sched_switch/enable"
+        echo 1 >"$TRACE/tracing_on"
+    else
+        echo 0 >"$TRACE/tracing_on"
+        echo 0 >"$TRACE/events/sched/sched_waking/enable"
+        echo 0 >"$TRACE/events/sched/sched_switch/enable"
+        cat "$TRACE/trace" >"$TMPDIR/trace.txt"
+    fi
+}
+
 # latency CONFIG REP LOADED: cyclictest for 6 s (2 ms period), optionally under load.
 latency() {
     local spid=""
@@ -27,8 +50,30 @@ latency() {
         spid=$!
         sleep 1
     fi
+    trace_probe on
     cyclictest -q -D 6 -i 2000 -h 100000 -m >"$TMPDIR/cyc.txt" 2>/dev/null || true
+    trace_probe off
     [ -z "$spid" ] || wait "$spid" || true
+    python3 - "$TMPDIR/trace.txt" <<'PY' | while read -r m v; do emit "$1" "$2" "$m" "$v"; done
+import re, sys
+woken, waits = {}, []
+for line in open(sys.argv[1]):
+    m = re.search(r" ([0-9.]+): (sched_waking|sched_switch): (.*)", line)
+    if not m:
+        continue
+    t, event, rest = float(m.group(1)), m.group(2), m.group(3)
+    if event == "sched_waking":
+        woken.setdefault(int(re.search(r" pid=(\d+)", rest).group(1)), t)
+    else:
+        pid = int(re.search(r"next_pid=(\d+)", rest).group(1))
+        if pid in woken:
+            waits.append((t - woken.pop(pid)) * 1e6)
+waits.sort()
+pick = lambda q: waits[min(len(waits) - 1, int(q * len(waits)))] if waits else 0
+print("wake_p50_us", round(pick(0.50)))
+print("wake_p99_us", round(pick(0.99)))
+print("wake_max_us", round(waits[-1]) if waits else 0)
+PY
     python3 - "$TMPDIR/cyc.txt" <<'PY' | while read -r m v; do emit "$1" "$2" "$m" "$v"; done
 import sys
 hist, total, maxv = {}, 0, 0
