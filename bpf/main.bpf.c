@@ -93,8 +93,8 @@ struct task_ctx {
 	u64 start_ts;		/* when the task started its current run */
 	u64 rule_slice_ns;	/* slice of the rule it was enqueued under, 0: none */
 	u64 enqueued_at;	/* when it was last enqueued, 0: not measured */
-	u64 deadline;		/* of user space's last decision for it */
-	u64 slice_ns;		/* ... and the slice that decision gave */
+	u64 last_deadline;	/* of user space's last decision for it */
+	u64 last_slice_ns;	/* ... and the slice that decision gave */
 	u32 slot;		/* stats slot of the rule of its last enqueue */
 	bool has_rule;		/* a strategy selected it at its last enqueue */
 	bool boosted;		/* ... with a priority level, not just a slice */
@@ -294,16 +294,17 @@ static void insert_top_preempting(struct task_struct *p, u64 slice, u64 enq_flag
  */
 static bool requeue_preempted(struct task_struct *p, struct task_ctx *tctx, u64 enq_flags)
 {
-	s32 cpu = scx_bpf_task_cpu(p);
+	s32 cpu;
 
 	if (!tctx->preempted)
 		return false;
 	tctx->preempted = false;
-	if (enq_flags & SCX_ENQ_WAKEUP || !tctx->slice_ns ||
+	cpu = scx_bpf_task_cpu(p);
+	if (enq_flags & SCX_ENQ_WAKEUP || !tctx->last_slice_ns ||
 	    !bpf_cpumask_test_cpu(cpu, p->cpus_ptr))
 		return false;
 	tctx->gen++;
-	dsq_insert_vtime(p, cpu, tctx->slice_ns, tctx->deadline, enq_flags);
+	dsq_insert_vtime(p, cpu, tctx->last_slice_ns, tctx->last_deadline, enq_flags);
 	__sync_fetch_and_add(&nr_kernel_dispatches, 1);
 	count_dispatch(tctx->slot);
 	return true;
@@ -492,8 +493,8 @@ static long apply_decision(struct bpf_dynptr *dynptr, void *ctx)
 	}
 	tctx->gen++;
 	tctx->vtime = d.vtime;
-	tctx->deadline = d.deadline;
-	tctx->slice_ns = d.slice_ns;
+	tctx->last_deadline = d.deadline;
+	tctx->last_slice_ns = d.slice_ns;
 
 	cpu = d.cpu;
 	if (cpu >= MAX_CPUS || cpu < CPU_ANY) {
@@ -551,8 +552,8 @@ void BPF_STRUCT_OPS(gthulhu_runnable, struct task_struct *p, u64 enq_flags)
 void BPF_STRUCT_OPS(gthulhu_running, struct task_struct *p)
 {
 	struct task_ctx *tctx = lookup_task_ctx(p);
-	u32 cpu = scx_bpf_task_cpu(p);
 	u64 now = bpf_ktime_get_ns();
+	u32 cpu;
 
 	__sync_fetch_and_add(&nr_running, 1);
 	if (is_usersched(p))
@@ -561,7 +562,7 @@ void BPF_STRUCT_OPS(gthulhu_running, struct task_struct *p)
 		return;
 	tctx->start_ts = now;
 	/* A level-0 task starting here has nobody left to preempt. */
-	if (tctx->boosted && cpu < MAX_CPUS)
+	if (tctx->boosted && (cpu = scx_bpf_task_cpu(p)) < MAX_CPUS)
 		boost_preempting[cpu] = false;
 	if (tctx->enqueued_at) {
 		record_wait(tctx->slot, now - tctx->enqueued_at);

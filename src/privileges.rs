@@ -155,13 +155,7 @@ fn set_no_new_privs() -> io::Result<()> {
 
 /// Drops every capability of the calling thread.
 pub fn drop_all() -> io::Result<()> {
-    set_no_new_privs()?;
-    clear_ambient()?;
-    set(ThreadCaps {
-        effective: CapSet::EMPTY,
-        permitted: CapSet::EMPTY,
-        inheritable: CapSet::EMPTY,
-    })
+    keep_only(CapSet::EMPTY)
 }
 
 /// Keeps `keep` (as far as the thread has it) permitted and effective, and
